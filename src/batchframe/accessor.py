@@ -1,0 +1,292 @@
+"""``DataFrame.llm``: the thin pandas face. Checks arguments, builds a job, returns frames."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import jsonl
+from .errors import BudgetExceededError, InputError
+from .estimate import Estimate, build_estimate
+from .job import BatchJob, open_store
+from .planner import create_job
+from .prompts.build import Prepared, custom_ids, prepare
+from .prompts.render import ON_MISSING_CHOICES, OnMissing
+from .prompts.template import Template, parse
+from .providers import Provider, infer_provider, make_provider
+from .records import RequestSpec, ResponseFormat
+from .structured import choices_format, schema_format
+
+ROLES = ("system", "user", "assistant")
+Prompt = str | Sequence[tuple[str, str]]
+
+
+@pd.api.extensions.register_dataframe_accessor("llm")
+class LLMAccessor:
+    """Send every row of this frame to a batch API: ``df.llm.batch("...{column}...", model=...)``."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self._frame = frame
+
+    def batch(
+        self,
+        template: Prompt,
+        *,
+        model: str,
+        provider: str | None = None,
+        system: str | None = None,
+        output: str = "output",
+        client: Any = None,
+        dry_run: bool = False,
+        max_cost: float | None = None,
+        choices: Sequence[str] | None = None,
+        schema: Any = None,
+        prefix: str | None = None,
+        wait: bool = True,
+        fresh: bool = False,
+        on_missing: OnMissing = "row_error",
+        dedupe: bool = True,
+        usage: bool = False,
+        progress: Any = True,
+        home: str | Path | None = None,
+        poll_interval: float | None = None,
+        max_attempts: int | None = None,
+        max_in_flight: int | None = None,
+        max_shard_requests: int | None = None,
+        endpoint: str | None = None,
+        **params: Any,
+    ) -> pd.DataFrame | BatchJob | Estimate:
+        """Run ``template`` over every row through the provider's batch API.
+
+        Returns the frame with ``output`` and ``{output}_error`` columns (``wait=True``), a
+        :class:`BatchJob` (``wait=False``), or an :class:`Estimate` (``dry_run=True``).
+        Running the same call again re-attaches to the stored job; ``fresh=True`` starts anew.
+        """
+        _check_output(output)
+        if choices is not None and schema is not None:
+            raise InputError("Pass choices= or schema=, not both.")
+        response_format: ResponseFormat | None = None
+        schema_model = None
+        if choices is not None:
+            response_format = choices_format(choices)
+        elif schema is not None:
+            response_format, schema_model = schema_format(schema)
+        name = infer_provider(model, provider)
+        backend = make_provider(name, client)
+        prepared = self._prepare(
+            template, system, backend, model, params, endpoint, response_format, on_missing, dedupe
+        )
+
+        store = None if dry_run else open_store(home)
+        existing = None if (fresh or store is None) else store.find_job(prepared.fingerprint)
+        estimate = None
+        if dry_run or max_cost is not None or existing is None:
+            estimate = self._estimate(prepared, backend)
+        if dry_run:
+            assert estimate is not None
+            return estimate
+        if max_cost is not None:
+            assert estimate is not None
+            _check_budget(estimate, max_cost)
+        assert store is not None
+
+        if existing is None:
+            record = create_job(
+                store,
+                backend,
+                self._frame,
+                prepared,
+                options={
+                    "output": output,
+                    "on_missing": on_missing,
+                    "prefix": prefix,
+                    "usage": usage,
+                },
+                estimated_cost=None if estimate is None else estimate.cost,
+                max_shard_requests=max_shard_requests,
+            )
+            job_id = record.id
+        else:
+            job_id = existing.id
+            if existing.options.get("output") != output or bool(existing.options.get("usage")) != usage:
+                store.update_job(job_id, options={**existing.options, "output": output, "prefix": prefix, "usage": usage})
+
+        job = BatchJob(
+            store,
+            job_id,
+            client=client,
+            frame=self._frame,
+            progress=progress,
+            poll_interval=poll_interval,
+            max_attempts=max_attempts,
+            max_in_flight=max_in_flight,
+            schema_model=schema_model,
+        )
+        job._provider = backend
+        if not wait:
+            return job.start()
+        return job.result()
+
+    def to_jsonl(
+        self,
+        path: str | Path,
+        template: Prompt,
+        *,
+        model: str,
+        provider: str | None = None,
+        system: str | None = None,
+        choices: Sequence[str] | None = None,
+        schema: Any = None,
+        on_missing: OnMissing = "row_error",
+        dedupe: bool = True,
+        endpoint: str | None = None,
+        chunk_size: int = 100_000,
+        **params: Any,
+    ) -> Path:
+        """Write the exact request lines ``batch()`` would upload (one per distinct request)."""
+        response_format = None
+        if choices is not None:
+            response_format = choices_format(choices)
+        elif schema is not None:
+            response_format, _ = schema_format(schema)
+        backend = make_provider(infer_provider(model, provider))
+        prepared = self._prepare(
+            template, system, backend, model, params, endpoint, response_format, on_missing, dedupe
+        )
+        target = Path(path)
+        parts = prepared.parts()
+        with target.open("wb") as stream:
+            for start in range(0, prepared.n_requests, chunk_size):
+                stop = min(prepared.n_requests, start + chunk_size)
+                keys = prepared.requests.column("key").combine_chunks().slice(start, stop - start)
+                lines = backend.encode(
+                    prepared.spec, custom_ids(keys), [p.slice(start, stop - start) for p in parts]
+                )
+                jsonl.write_lines(stream, lines)
+        return target
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _prepare(
+        self,
+        template: Prompt,
+        system: str | None,
+        backend: Provider,
+        model: str,
+        params: dict[str, Any],
+        endpoint: str | None,
+        response_format: ResponseFormat | None,
+        on_missing: OnMissing,
+        dedupe: bool,
+    ) -> Prepared:
+        frame = self._frame
+        if not isinstance(frame, pd.DataFrame):
+            raise InputError(f"batchframe works on a pandas DataFrame, got {type(frame).__name__}.")
+        if len(frame) == 0:
+            raise InputError("The frame is empty: there are no rows to send.")
+        if on_missing not in ON_MISSING_CHOICES:
+            raise InputError(f"on_missing must be one of {ON_MISSING_CHOICES}, got {on_missing!r}.")
+        roles, templates = _templates(template, system, frame.columns)
+        labels = {str(c): c for c in frame.columns}
+        if all(t.is_constant for t in templates):
+            warnings.warn(
+                "The template has no {column} placeholders, so every row sends the same prompt "
+                "(sent once and copied to every row).",
+                UserWarning,
+                stacklevel=3,
+            )
+        spec = backend.prepare_spec(
+            RequestSpec(
+                provider=backend.name,
+                model=model,
+                roles=roles,  # type: ignore[arg-type]
+                params=dict(params),
+                endpoint=endpoint,
+                response_format=response_format,
+            )
+        )
+        return prepare(frame, spec, templates, labels=labels, on_missing=on_missing, dedupe=dedupe)
+
+    def _estimate(self, prepared: Prepared, backend: Provider) -> Estimate:
+        spec = prepared.spec
+        parts = prepared.parts()
+        limits = backend.limits
+        text_bytes = sum(int(p.nbytes) for p in parts)
+        shards = max(
+            math.ceil(prepared.n_requests / limits.max_requests),
+            math.ceil(text_bytes / limits.max_bytes),
+            1 if prepared.n_requests else 0,
+        )
+        max_out = next(
+            (spec.params[k] for k in ("max_tokens", "max_completion_tokens", "max_output_tokens") if k in spec.params),
+            None,
+        )
+        samples = tuple(
+            "\n".join(f"[{role}] {p[i].as_py()}" for role, p in zip(spec.roles, parts))
+            for i in range(min(3, prepared.n_requests))
+        )
+        return build_estimate(
+            model=spec.model,
+            provider=spec.provider,
+            rows=prepared.rows,
+            requests=prepared.n_requests,
+            shards=shards,
+            messages=list(zip(spec.roles, parts)),
+            max_output_tokens=max_out,
+            samples=samples,
+        )
+
+
+def _templates(template: Prompt, system: str | None, columns: pd.Index) -> tuple[tuple[str, ...], list[Template]]:
+    pairs: list[tuple[str, str]]
+    if isinstance(template, str):
+        pairs = [("user", template)]
+    elif isinstance(template, Sequence) and template and all(
+        isinstance(p, tuple | list) and len(p) == 2 for p in template
+    ):
+        pairs = [(str(r), t) for r, t in template]
+    else:
+        raise InputError(
+            "The template must be a string like 'Summarise: {text}' or a list of (role, template) "
+            "pairs like [('system', '...'), ('user', '{text}')]."
+        )
+    if system is not None:
+        if any(role == "system" for role, _ in pairs):
+            raise InputError("Pass the system prompt either as system= or as a ('system', ...) pair, not both.")
+        pairs = [("system", system), *pairs]
+    for i, (role, _) in enumerate(pairs):
+        if role not in ROLES:
+            raise InputError(f"Message {i} has role {role!r}; roles are {ROLES}.")
+    templates = [
+        parse(text, columns, where=f"{role} template" if len(pairs) > 1 else "template")
+        for role, text in pairs
+    ]
+    return tuple(role for role, _ in pairs), templates
+
+
+def _check_output(output: object) -> None:
+    if not isinstance(output, str) or not output.strip():
+        raise InputError(f"output= must be a non-empty column name, got {output!r}.")
+
+
+def _check_budget(estimate: Estimate, max_cost: float) -> None:
+    if estimate.cost is None:
+        raise BudgetExceededError(
+            f"max_cost={max_cost} is set but {estimate.model} has no known price, so the cost "
+            "cannot be checked. Register a price with batchframe.set_price(...) or drop max_cost.",
+            estimate=estimate,
+        )
+    if not estimate.fits(max_cost):
+        fit = estimate.rows_within(max_cost)
+        raise BudgetExceededError(
+            f"The estimated batch cost is up to ${estimate.cost:,.4f}, which exceeds "
+            f"max_cost=${max_cost:,.4f} by ${estimate.cost - max_cost:,.4f}. About {fit:,} of "
+            f"{estimate.rows:,} rows would fit; lower max_tokens, sample the frame "
+            "(df.sample(n)), or raise max_cost. Nothing was sent.",
+            estimate=estimate,
+        )

@@ -1,0 +1,316 @@
+"""The Estimate a dry run returns: tokens, an upper bound on cost, and what it rests on.
+
+Output tokens are unknown before the job runs, so ``cost`` is an upper bound (every request
+writes its maximum output) and ``cost_expected`` a typical figure once one is known (from the
+caller, or from a pilot via :meth:`Estimate.with_output_tokens`). An unpriced model has every
+cost field None, shown as "unknown", never 0.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from .prices import Price, lookup, table_date
+from .tokens import Contents, TokenCount, base_model_name, count_chat_tokens
+
+__all__ = ["Estimate", "build_estimate"]
+
+_SAMPLE_CHARS = 200
+_SAMPLES_SHOWN = 3
+
+
+@dataclass(frozen=True)
+class _Band:
+    """Requests billed at one rate band: their count and input tokens."""
+
+    price: Price
+    requests: int
+    input_tokens: int
+
+
+def _cost(bands: tuple[_Band, ...], output_per_request: float, *, batch: bool) -> float:
+    total = 0.0
+    for band in bands:
+        output = output_per_request * band.requests
+        if batch:
+            total += band.price.batch_cost(band.input_tokens, output)
+        else:
+            total += band.price.realtime_cost(band.input_tokens, output)
+    return total
+
+
+@dataclass(frozen=True, repr=False)
+class Estimate:
+    """What a batch job would cost, computed without sending anything."""
+
+    model: str
+    provider: str
+    rows: int
+    requests: int
+    shards: int
+    input_tokens: int
+    input_tokens_exact: bool
+    input_tokens_method: str
+    output_tokens: int | None
+    output_tokens_expected: int | None
+    output_bound_source: str
+    cost: float | None
+    cost_expected: float | None
+    realtime_cost: float | None
+    savings: float | None
+    price_date: str
+    price_source: str
+    samples: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    _bands: tuple[_Band, ...] = field(default=(), compare=False)
+
+    # --- budgets -------------------------------------------------------------------------------
+
+    def fits(self, max_cost: float) -> bool:
+        """True when the upper-bound cost is within ``max_cost`` USD (False when unknown)."""
+        return self.cost is not None and self.cost <= max_cost
+
+    def rows_within(self, max_cost: float) -> int:
+        """How many rows fit in ``max_cost`` USD at this job's average upper-bound cost per row.
+
+        0 when the cost is unknown. Identical rows share a request, so the average is taken
+        per row over the whole job.
+        """
+        if self.cost is None or max_cost < 0:
+            return 0
+        if self.cost <= max_cost or self.rows == 0:
+            return self.rows
+        per_row = self.cost / self.rows
+        return min(self.rows, math.floor(max_cost / per_row))
+
+    def with_output_tokens(self, expected_per_request: float) -> Estimate:
+        """This estimate with an expected output per request, e.g. measured in a pilot."""
+        if not expected_per_request >= 0:
+            raise ValueError(f"expected_per_request must be >= 0, got {expected_per_request!r}.")
+        expected_total = round(expected_per_request * self.requests)
+        cost_expected = None
+        if self._bands:
+            cost_expected = _cost(self._bands, expected_per_request, batch=True)
+        return replace(self, output_tokens_expected=expected_total, cost_expected=cost_expected)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain fields only, JSON-ready."""
+        out = {name: getattr(self, name) for name in self.__dataclass_fields__ if name[0] != "_"}
+        out["samples"] = list(self.samples)
+        out["notes"] = list(self.notes)
+        return out
+
+    # --- display -------------------------------------------------------------------------------
+
+    def _lines(self) -> list[tuple[str, str]]:
+        shard_word = "shard" if self.shards == 1 else "shards"
+        lines = [
+            (
+                "rows → requests",
+                f"{self.rows:,} → {self.requests:,} in {self.shards:,} {shard_word}",
+            ),
+            ("input tokens", f"{self.input_tokens:,} ({self.input_tokens_method})"),
+        ]
+        if self.output_tokens is None:
+            lines.append(("output tokens", f"unbounded ({self.output_bound_source})"))
+        else:
+            output = f"≤ {self.output_tokens:,} from {self.output_bound_source}"
+            if self.output_tokens_expected is not None:
+                output += f", expected {self.output_tokens_expected:,}"
+            lines.append(("output tokens", output))
+        if self.cost is None:
+            reason = "unknown model" if self.price_source == "unpriced" else "output unbounded"
+            lines.append(("batch cost", f"unknown ({reason})"))
+        else:
+            cost = f"≤ {_money(self.cost)}"
+            if self.cost_expected is not None:
+                cost += f" (expected {_money(self.cost_expected)})"
+            lines.append(("batch cost", cost))
+        if self.realtime_cost is not None and self.savings is not None:
+            lines.append(
+                (
+                    "realtime price",
+                    f"{_money(self.realtime_cost)}: batch saves {_money(self.savings)}",
+                )
+            )
+        lines.append(("prices as of", f"{self.price_date} ({self.price_source})"))
+        return lines
+
+    def _shown_samples(self) -> list[str]:
+        return [_truncate(sample) for sample in self.samples[:_SAMPLES_SHOWN]]
+
+    def __repr__(self) -> str:
+        head = f"Estimate for {self.model} ({self.provider}), nothing sent"
+        width = max(len(label) for label, _ in self._lines())
+        body = [f"  {label:<{width}}  {value}" for label, value in self._lines()]
+        body += [f"  note: {note}" for note in self.notes]
+        samples = self._shown_samples()
+        if samples:
+            body.append("  sample prompts:")
+            body += [f"    {i}. {sample!r}" for i, sample in enumerate(samples, 1)]
+        return "\n".join([head, *body])
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        cell = "padding:2px 10px;text-align:left;vertical-align:top;"
+        label_cell = cell + "font-weight:600;white-space:nowrap;"
+        rows = [
+            f'<tr><th style="{label_cell}">{html.escape(label)}</th>'
+            f'<td style="{cell}">{html.escape(value)}</td></tr>'
+            for label, value in self._lines()
+        ]
+        if self.notes:
+            items = "".join(f"<li>{html.escape(note)}</li>" for note in self.notes)
+            rows.append(
+                f'<tr><th style="{label_cell}">notes</th><td style="{cell}">'
+                f'<ul style="margin:0;padding-left:1.2em;">{items}</ul></td></tr>'
+            )
+        samples = self._shown_samples()
+        if samples:
+            items = "".join(
+                f'<li><code style="white-space:pre-wrap;">{html.escape(s)}</code></li>'
+                for s in samples
+            )
+            rows.append(
+                f'<tr><th style="{label_cell}">sample prompts</th><td style="{cell}">'
+                f'<ol style="margin:0;padding-left:1.2em;">{items}</ol></td></tr>'
+            )
+        caption = (
+            f"Estimate for {html.escape(self.model)} ({html.escape(self.provider)}), nothing sent"
+        )
+        return (
+            '<table style="border-collapse:collapse;font-size:13px;">'
+            f'<caption style="text-align:left;font-weight:600;padding:2px 10px;">{caption}'
+            f"</caption>{''.join(rows)}</table>"
+        )
+
+
+def _money(usd: float) -> str:
+    if usd >= 1 or usd == 0:
+        return f"${usd:,.2f}"
+    if usd >= 0.01:
+        return f"${usd:.4f}"
+    return f"${usd:.6f}"
+
+
+def _truncate(text: str) -> str:
+    if len(text) <= _SAMPLE_CHARS:
+        return text
+    return text[: _SAMPLE_CHARS - 1] + "…"
+
+
+def _bands_for(price: Price, per_request: np.ndarray) -> tuple[_Band, ...]:
+    """Split requests by the rate band their prompt size falls in (most models have one)."""
+    if not price.tiers:
+        return (_Band(price, len(per_request), int(per_request.sum())),)
+    thresholds = sorted({tier.above_prompt_tokens for tier in price.tiers})
+    # Band 0 is the base rate; band k is the tier above thresholds[k-1].
+    which = np.searchsorted(np.asarray(thresholds), per_request, side="left")
+    bands = []
+    for k in np.unique(which):
+        mask = which == k
+        rates = price if k == 0 else price.band(thresholds[k - 1] + 1)
+        bands.append(_Band(rates, int(mask.sum()), int(per_request[mask].sum())))
+    return tuple(bands)
+
+
+def _tokenizer_note(model: str, count: TokenCount) -> str | None:
+    if count.exact:
+        return None
+    if base_model_name(model).startswith("claude"):
+        return (
+            f"Claude's tokenizer is not public: input tokens approximated as "
+            f"{count.method} (Anthropic's count_tokens gives the real figure)."
+        )
+    return f"{model} has no published tokenizer; counted with {count.encoding}."
+
+
+def build_estimate(
+    *,
+    model: str,
+    provider: str,
+    rows: int,
+    requests: int,
+    shards: int,
+    messages: Sequence[tuple[str, Contents]],
+    max_output_tokens: int | None,
+    samples: Sequence[str],
+    token_count: TokenCount | None = None,
+    expected_output_tokens: float | None = None,
+) -> Estimate:
+    """Count the input tokens of ``messages`` (one content per request) and price the job.
+
+    ``max_output_tokens`` is the request's max_tokens; without it the model's maximum from the
+    price table bounds the output, and without that the output (and so the cost) is unbounded.
+    ``expected_output_tokens`` is a typical output per request, when known.
+    """
+    count = token_count or count_chat_tokens(model, messages, n=requests)
+    notes: list[str] = []
+    tokenizer_note = _tokenizer_note(model, count)
+    if tokenizer_note:
+        notes.append(tokenizer_note)
+
+    price = lookup(model)
+    per_output: int | None
+    if max_output_tokens is not None:
+        per_output, bound = max_output_tokens, f"max_tokens={max_output_tokens:,}"
+    elif price is not None and price.max_output_tokens is not None:
+        per_output = price.max_output_tokens
+        bound = f"model maximum {per_output:,} (no max_tokens set)"
+    else:
+        per_output, bound = None, "no max_tokens set and the model maximum is unknown"
+        notes.append("Set max_tokens to bound the output tokens and the cost.")
+
+    bands: tuple[_Band, ...] = ()
+    cost = realtime = savings = cost_expected = None
+    if price is None:
+        notes.append(
+            f"Unknown model {model!r}: costs unknown. Add its rates with "
+            "batchframe.estimate.prices.set_price() or a BATCHFRAME_PRICES file."
+        )
+    else:
+        bands = _bands_for(price, count.per_request)
+        if per_output is not None:
+            cost = _cost(bands, per_output, batch=True)
+            realtime = _cost(bands, per_output, batch=False)
+            savings = realtime - cost
+        if expected_output_tokens is not None:
+            cost_expected = _cost(bands, expected_output_tokens, batch=True)
+        if price.model != base_model_name(model):
+            notes.append(f"Priced as {price.model}, the closest name in the price table.")
+        if any(band.price is not price for band in bands):
+            notes.append("Some prompts are long enough for the model's higher price band.")
+        if price.source not in ("verified", "override"):
+            notes.append(f"{price.model} prices are {price.source}, not from the provider's page.")
+    expected_total = (
+        None if expected_output_tokens is None else round(expected_output_tokens * requests)
+    )
+    return Estimate(
+        model=model,
+        provider=provider,
+        rows=rows,
+        requests=requests,
+        shards=shards,
+        input_tokens=count.total,
+        input_tokens_exact=count.exact,
+        input_tokens_method=count.method,
+        output_tokens=None if per_output is None else per_output * requests,
+        output_tokens_expected=expected_total,
+        output_bound_source=bound,
+        cost=cost,
+        cost_expected=cost_expected,
+        realtime_cost=realtime,
+        savings=savings,
+        price_date=table_date() if price is None else price.as_of,
+        price_source="unpriced" if price is None else price.source,
+        samples=tuple(samples),
+        notes=tuple(notes),
+        _bands=bands,
+    )

@@ -1,0 +1,364 @@
+"""BatchJob, jobs() and attach(): handles on stored jobs, usable from any process."""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import settings
+from .errors import JobBusyError, JobError, ProviderError
+from .events import JobSnapshot, Observer
+from .join import Columns, key_level, to_rows
+from .outcomes import load_results, settle
+from .progress import make_observer, snapshot_html, snapshot_text
+from .providers import Provider, make_provider
+from .records import ResponseFormat
+from .runner import DONE, Runner, RunnerOptions, build_snapshot, pending_keys_of
+from .store import JobRecord, Store, read_parquet
+
+_STORES: dict[Path, Store] = {}
+_STORES_LOCK = threading.Lock()
+
+
+def open_store(home: str | Path | None = None) -> Store:
+    """The store for ``home`` (keyword > BATCHFRAME_HOME > ~/.batchframe), one per process."""
+    path = settings.home(home)
+    with _STORES_LOCK:
+        if path not in _STORES:
+            _STORES[path] = Store(path)
+        return _STORES[path]
+
+
+class BatchJob:
+    """A handle on one stored job: ``status()``, ``wait()``, ``result()``, ``cancel()``."""
+
+    def __init__(
+        self,
+        store: Store,
+        job_id: str,
+        *,
+        client: Any | None = None,
+        frame: pd.DataFrame | None = None,
+        progress: Any = True,
+        poll_interval: float | None = None,
+        max_attempts: int | None = None,
+        max_in_flight: int | None = None,
+        schema_model: Any = None,
+    ) -> None:
+        self._store = store
+        self._id = job_id
+        self._client = client
+        self._frame = frame
+        self._progress = progress
+        self._schema_model = schema_model
+        self._options = RunnerOptions(
+            poll_interval=settings.poll_interval(poll_interval),
+            max_attempts=settings.max_attempts(max_attempts),
+            max_in_flight=settings.max_in_flight(max_in_flight),
+            retry_delay=max(1.0, 2 * settings.poll_interval(poll_interval)),
+        )
+        self._provider: Provider | None = None
+        self._observer: Observer | None = None
+        self._thread: threading.Thread | None = None
+        self._thread_error: BaseException | None = None
+        self._runner: Runner | None = None
+
+    # -- identity ---------------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def record(self) -> JobRecord:
+        return self._store.job(self._id)
+
+    @property
+    def provider(self) -> Provider:
+        if self._provider is None:
+            self._provider = make_provider(self.record.provider, self._client)
+        return self._provider
+
+    @property
+    def folder(self) -> Path:
+        return self._store.job_dir(self._id)
+
+    # -- progress ---------------------------------------------------------------------------
+
+    def _observers(self) -> list[Observer]:
+        if self._observer is None and self._progress is not False and self._progress is not None:
+            self._observer = make_observer(self._progress, self)
+            show = getattr(self._observer, "show", None)
+            if callable(show):
+                show()
+        return [self._observer] if self._observer is not None else []
+
+    def _make_runner(self) -> Runner:
+        if self._runner is None:
+            self._runner = Runner(self._store, self._id, self.provider, self._options, self._observers())
+        return self._runner
+
+    # -- driving ----------------------------------------------------------------------------
+
+    def start(self) -> BatchJob:
+        """Drive the job from a background thread; the call returns at once."""
+        if self.record.state in ("finished", "cancelled"):
+            self._make_runner()._emit("finished")
+            return self
+        if self._thread is not None and self._thread.is_alive():
+            return self
+        runner = self._make_runner()
+
+        def run() -> None:
+            try:
+                runner.drive()
+            except JobBusyError:
+                self._observe(None)
+            except BaseException as exc:  # surfaced by wait()/result()
+                self._thread_error = exc
+
+        self._thread = threading.Thread(target=run, name=f"batchframe-{self._id}", daemon=True)
+        self._thread.start()
+        return self
+
+    def wait(self, timeout: float | None = None) -> BatchJob:
+        """Block until every row has a result or an error (or ``timeout`` seconds pass)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise TimeoutError(f"Job {self._id} is still running after {timeout} s.")
+            self._thread = None
+            if self._thread_error is not None:
+                error, self._thread_error = self._thread_error, None
+                raise error
+        if self.record.state in ("finished", "cancelled"):
+            return self
+        runner = self._make_runner()
+        try:
+            if timeout is None:
+                runner.drive()
+            else:
+                deadline = time.monotonic() + timeout
+                while runner.drive(block=False).state not in ("finished", "cancelled"):
+                    if time.monotonic() >= deadline:
+                        raise TimeoutError(f"Job {self._id} is still running after {timeout} s.")
+                    time.sleep(self._options.poll_interval)
+        except JobBusyError:
+            self._observe(timeout)
+        return self
+
+    def _observe(self, timeout: float | None) -> None:
+        """Another process drives the job: follow its progress through the store."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        observers = self._observers()
+        while True:
+            snap = self.status(refresh=False)
+            for observer in observers:
+                observer.on_event(_event(snap))
+            if snap.terminal:
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"Job {self._id} is still running after {timeout} s.")
+            time.sleep(self._options.poll_interval)
+            runner = Runner(self._store, self._id, self.provider, self._options, observers)
+            if runner.lock.acquire():  # the other driver is gone: take over
+                runner.lock.release()
+                runner.drive()
+                return
+
+    def status(self, refresh: bool = True) -> JobSnapshot:
+        """Where the job stands. With ``refresh`` and no driver running, polls the provider once."""
+        job = self.record
+        if refresh and job.state not in ("finished", "cancelled") and (self._thread is None or not self._thread.is_alive()):
+            runner = Runner(self._store, self._id, self.provider, self._options, ())
+            try:
+                runner.drive(block=False)
+                return runner.snapshot()
+            except JobBusyError:
+                pass
+        results = load_results(self.folder / "results")
+        pending = pending_keys_of(self._store, self.folder, self._id)
+        settled = settle(results, job.requests, in_flight=pending)
+        return build_snapshot(self._store, self.record, settled)
+
+    def cancel(self) -> JobSnapshot:
+        """Cancel the remote batches; rows not yet answered get a 'cancelled' error."""
+        job = self.record
+        if job.state in ("finished", "cancelled"):
+            return self.status(refresh=False)
+        self._store.update_job(self._id, cancel_requested=1, state="cancelling")
+        self._store.log(self._id, "cancel", "cancel requested by the user")
+        for shard in self._store.shards(self._id):
+            if shard.state == "submitted" and shard.batch_id:
+                try:
+                    self.provider.cancel(shard.batch_id)
+                except ProviderError as exc:  # already ended, or transient: the runner copes
+                    self._store.log(self._id, "note", f"cancel of {shard.batch_id}: {exc}")
+            elif shard.state == "planned":
+                self._store.update_shard(self._id, shard.shard, state="skipped")
+        return self.status(refresh=False)
+
+    # -- results ----------------------------------------------------------------------------
+
+    def result(self, timeout: float | None = None) -> pd.DataFrame:
+        """The input frame plus the output and error columns (waits for the job to end)."""
+        self.wait(timeout)
+        return self._assemble()
+
+    def _assemble(self) -> pd.DataFrame:
+        job = self.record
+        options = job.options
+        columns = Columns(options["output"])
+        frame = self._frame if self._frame is not None else self._stored_frame()
+        rows = read_parquet(self.folder / "rows.parquet")
+        results = load_results(self.folder / "results")
+        shards = self._store.shards(self._id)
+        unfinished = None
+        if not all(s.state in DONE for s in shards):
+            unfinished = f"not_answered: the job stopped before this row was answered ({job.message}); run the same call again to resume"
+        if job.state == "cancelled":
+            unfinished = "cancelled: the job was cancelled before this request was submitted"
+        settled = settle(results, job.requests)
+        rf_json = job.spec.get("response_format")
+        rf = ResponseFormat.from_json(rf_json) if rf_json else None
+        values, error, raw = key_level(
+            settled,
+            job.requests,
+            response_format=rf,
+            columns=columns,
+            unfinished=unfinished,
+            prefix=options.get("prefix"),
+            model=self._schema_model,
+        )
+        extra = _usage_columns(settled, job, columns) if options.get("usage") else None
+        row_keys = np.asarray(rows["key"].to_numpy(), dtype=np.int64)
+        input_errors = rows["input_error"].combine_chunks()
+        frame = frame.drop(columns=[c for c in _owned(frame, columns, values) if c in frame.columns])
+        return to_rows(frame, row_keys, input_errors, values, error, raw, columns, extra=extra)
+
+    def _stored_frame(self) -> pd.DataFrame:
+        return read_parquet(self.folder / "frame.parquet").to_pandas()
+
+    def summary(self) -> dict[str, Any]:
+        """Tokens, cost, savings and the estimate against the actual cost."""
+        job = self.record
+        settled = settle(load_results(self.folder / "results"), job.requests)
+        t = settled.table
+        from .runner import _costs
+
+        actual, realtime = _costs(job.model, settled)
+        return {
+            "job_id": job.id,
+            "state": job.state,
+            "rows": job.rows,
+            "requests": job.requests,
+            "succeeded": settled.succeeded,
+            "errored": settled.errored,
+            "input_tokens": int(t["input_tokens"].fillna(0).sum()) if len(t) else 0,
+            "output_tokens": int(t["output_tokens"].fillna(0).sum()) if len(t) else 0,
+            "cached_tokens": int(t["cached_tokens"].fillna(0).sum()) if len(t) else 0,
+            "cost": actual,
+            "realtime_cost": realtime,
+            "savings": None if actual is None or realtime is None else realtime - actual,
+            "estimated_cost": job.estimated_cost,
+        }
+
+    # -- reprs ------------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        try:
+            return snapshot_text(self.status(refresh=False))
+        except Exception:  # a repr must not raise
+            return f"<BatchJob {self._id}>"
+
+    def _repr_html_(self) -> str:
+        try:
+            return snapshot_html(self.status(refresh=False))
+        except Exception:
+            return f"<code>BatchJob {html.escape(self._id)}</code>"
+
+
+def _owned(frame: pd.DataFrame, columns: Columns, values: pd.DataFrame) -> list[str]:
+    """Columns a previous run of this job left on the frame; the fresh ones replace them."""
+    usage = [f"{columns.output}_{k}" for k in ("input_tokens", "output_tokens", "cached_tokens", "cost")]
+    names = {columns.output, columns.error, columns.raw, *values.columns, *usage}
+    return [n for n in frame.columns if n in names]
+
+
+def _usage_columns(settled: Any, job: JobRecord, columns: Columns) -> pd.DataFrame:
+    from .estimate.prices import lookup
+
+    t = settled.table.reindex(pd.RangeIndex(job.requests))
+    data = {
+        f"{columns.output}_input_tokens": t["input_tokens"].astype("Int64"),
+        f"{columns.output}_output_tokens": t["output_tokens"].astype("Int64"),
+        f"{columns.output}_cached_tokens": t["cached_tokens"].astype("Int64"),
+    }
+    price = lookup(job.model)
+    if price is not None:
+        inp = t["input_tokens"].astype("Float64").fillna(0)
+        out = t["output_tokens"].astype("Float64").fillna(0)
+        cached = t["cached_tokens"].astype("Float64").fillna(0)
+        data[f"{columns.output}_cost"] = pd.array(
+            [price.batch_cost(int(i - c), int(o), int(c)) for i, o, c in zip(inp, out, cached)],
+            dtype="Float64",
+        )
+    return pd.DataFrame(data)
+
+
+def _event(snapshot: JobSnapshot) -> Any:
+    from .events import Event
+
+    kind = {"finished": "finished", "failed": "failed", "cancelled": "cancelled"}.get(snapshot.state, "progress")
+    return Event(kind, snapshot)  # type: ignore[arg-type]
+
+
+def jobs(home: str | Path | None = None) -> pd.DataFrame:
+    """The stored jobs, newest first."""
+    store = open_store(home)
+    records = store.jobs()
+    frame = pd.DataFrame(
+        [
+            {
+                "job_id": r.id,
+                "created": pd.Timestamp(r.created_at, unit="s"),
+                "state": r.state,
+                "provider": r.provider,
+                "model": r.model,
+                "rows": r.rows,
+                "requests": r.requests,
+                "output": r.options.get("output"),
+                "estimated_cost": r.estimated_cost,
+                "message": r.message,
+            }
+            for r in records
+        ],
+        columns=[
+            "job_id", "created", "state", "provider", "model", "rows", "requests", "output",
+            "estimated_cost", "message",
+        ],
+    )
+    return frame
+
+
+def attach(
+    job_id: str,
+    *,
+    client: Any | None = None,
+    home: str | Path | None = None,
+    progress: Any = True,
+    poll_interval: float | None = None,
+) -> BatchJob:
+    """A BatchJob for a stored job, from any process. Does not start driving it."""
+    store = open_store(home)
+    store.job(job_id)  # raises JobNotFoundError with a helpful message
+    return BatchJob(store, job_id, client=client, progress=progress, poll_interval=poll_interval)
+
+
+__all__ = ["BatchJob", "JobError", "attach", "jobs", "open_store"]

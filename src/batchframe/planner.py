@@ -1,0 +1,171 @@
+"""Planning: turn prepared requests into a stored job with shard files, before any remote call.
+
+Everything a later process needs to resume is written here: the input frame, the row -> key
+map, the distinct requests, and each shard's exact upload lines. Planning is local and
+deterministic; the first remote call happens in the runner.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from . import jsonl
+from .errors import RequestTooLargeError
+from .prompts.build import Prepared, custom_ids
+from .providers.base import Limits, Provider
+from .prompts.shards import plan_shards
+from .records import RequestSpec, part_name
+from .store import JobRecord, ShardRecord, Store, atomic_writer, write_parquet
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    keys: np.ndarray
+    lines: pa.Array
+
+    @property
+    def bytes(self) -> int:
+        return int(np.asarray(jsonl.byte_lengths(self.lines)).sum()) if len(self.lines) else 0
+
+
+def new_job_id() -> str:
+    # Sortable by creation time, unique without coordination, safe in paths and metadata.
+    return f"bf-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+def encode_shards(
+    provider: Provider,
+    spec: RequestSpec,
+    requests: pa.Table,
+    keys: np.ndarray,
+    *,
+    max_requests: int | None = None,
+    labels: pa.Array | None = None,
+) -> list[ShardPlan]:
+    """Encode the requests with ``keys`` and split them within the provider's limits."""
+    if len(keys) == 0:
+        return []
+    limits: Limits = provider.limits
+    take = pa.array(keys)
+    parts = [requests.column(part_name(i)).combine_chunks().take(take) for i in range(len(spec.roles))]
+    lines = provider.encode(spec, custom_ids(keys), parts)
+    sizes = np.asarray(jsonl.byte_lengths(lines).to_numpy(zero_copy_only=False), dtype=np.int64)
+    too_big = np.flatnonzero(sizes > limits.max_bytes)
+    if len(too_big):
+        first = int(too_big[0])
+        where = f"row {labels[first].as_py()!r}" if labels is not None else f"request {int(keys[first])}"
+        raise RequestTooLargeError(
+            f"The request for {where} is {int(sizes[first]):,} bytes; {provider.name} accepts at "
+            f"most {limits.max_bytes:,} bytes per batch. Shorten that row's text."
+        )
+    cap = min(limits.max_requests, max_requests or limits.max_requests)
+    return [
+        ShardPlan(keys=keys[s], lines=lines.slice(s.start, s.stop - s.start))
+        for s in plan_shards(sizes, max_requests=cap, max_bytes=limits.max_bytes)
+    ]
+
+
+def write_shard_files(folder: Path, shard_no: int, plan: ShardPlan) -> None:
+    with atomic_writer(folder / f"{shard_no}.jsonl") as stream:
+        jsonl.write_lines(stream, plan.lines)
+    write_parquet(folder / f"{shard_no}.keys.parquet", pa.table({"key": pa.array(plan.keys)}))
+
+
+def upload_name(job_id: str, shard_no: int) -> str:
+    return f"batchframe-{job_id}-shard{shard_no}.jsonl"
+
+
+def planned_shard(
+    job_id: str, number: int, plan: ShardPlan, *, attempt: int, not_before: float | None = None
+) -> ShardRecord:
+    return ShardRecord(
+        job_id=job_id,
+        shard=number,
+        attempt=attempt,
+        state="planned",
+        requests=len(plan.keys),
+        bytes=plan.bytes,
+        upload_name=upload_name(job_id, number),
+        not_before=not_before,
+    )
+
+
+def create_job(
+    store: Store,
+    provider: Provider,
+    frame: pd.DataFrame,
+    prepared: Prepared,
+    *,
+    options: dict[str, Any],
+    estimated_cost: float | None,
+    max_shard_requests: int | None = None,
+) -> JobRecord:
+    """Write the job's files and records; returns the stored job (state ``planned``)."""
+    job_id = new_job_id()
+    folder = store.job_dir(job_id)
+    shard_dir = folder / "shards"
+    shard_dir.mkdir(exist_ok=True, mode=0o700)
+
+    _write_frame(folder / "frame.parquet", frame)
+    write_parquet(
+        folder / "rows.parquet",
+        pa.table({"key": pa.array(prepared.row_keys), "input_error": prepared.input_errors}),
+    )
+    write_parquet(folder / "requests.parquet", prepared.requests)
+
+    keys = np.arange(prepared.n_requests, dtype=np.int64)
+    plans = encode_shards(provider, prepared.spec, prepared.requests, keys, max_requests=max_shard_requests)
+    shards = []
+    for shard_no, plan in enumerate(plans):
+        write_shard_files(shard_dir, shard_no, plan)
+        shards.append(planned_shard(job_id, shard_no, plan, attempt=1))
+    now = time.time()
+    record = JobRecord(
+        id=job_id,
+        fingerprint=prepared.fingerprint,
+        created_at=now,
+        updated_at=now,
+        provider=prepared.spec.provider,
+        model=prepared.spec.model,
+        state="planned" if shards else "running",
+        spec=prepared.spec.to_json(),
+        options={**options, "max_shard_requests": max_shard_requests},
+        rows=prepared.rows,
+        requests=prepared.n_requests,
+        estimated_cost=estimated_cost,
+    )
+    store.insert_job(record)
+    store.insert_shards(shards)
+    store.log(job_id, "planned", f"{prepared.rows} rows, {prepared.n_requests} requests, {len(shards)} shards")
+    return record
+
+
+def _write_frame(path: Path, frame: pd.DataFrame) -> None:
+    """Keep the input frame so attach() can rebuild results in another process.
+
+    Columns pyarrow cannot store (arbitrary Python objects) are kept as their text.
+    """
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError, TypeError):
+        safe = frame.copy()
+        for column in safe.columns:
+            try:
+                pa.array(safe[column], from_pandas=True)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError, TypeError):
+                safe[column] = safe[column].astype(str)
+        try:
+            table = pa.Table.from_pandas(safe, preserve_index=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError, TypeError):
+            # An index of tuples or mixed objects: keep its text so attach() still lines up.
+            safe.index = safe.index.map(str)
+            table = pa.Table.from_pandas(safe, preserve_index=True)
+    write_parquet(path, table)

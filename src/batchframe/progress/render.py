@@ -1,0 +1,246 @@
+"""Pure functions that turn a :class:`JobSnapshot` into text and HTML.
+
+Shared by the notebook panel, the console bar and the ``BatchJob`` reprs, so every surface
+shows the same numbers in the same words. Nothing here keeps state or does I/O.
+
+Honesty rules: an unknown cost is "unknown", never "$0"; an ETA appears only when the runner
+supplied one.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections import Counter
+
+from batchframe.events import JobSnapshot
+
+# Colours chosen to read on both light and dark JupyterLab themes: saturated mid-tones for
+# badges and bar segments (white text on them has >= 4.5:1 contrast), while body text
+# inherits the theme's own colour instead of assuming a white page.
+STATE_COLOURS: dict[str, str] = {
+    "planned": "#616161",
+    "running": "#1565c0",
+    "finished": "#2e7d32",
+    "failed": "#c62828",
+    "cancelling": "#a15c00",
+    "cancelled": "#a15c00",
+}
+SUCCEEDED_COLOUR = "#2e7d32"
+FAILED_COLOUR = "#c62828"
+PENDING_COLOUR = "rgba(128, 128, 128, 0.30)"  # translucent grey works on any background
+
+
+def format_duration(seconds: float | None) -> str:
+    """``45s``, ``3m 12s``, ``2h 05m``, ``1d 3h``; ``unknown`` for None."""
+    if seconds is None or math.isnan(seconds):
+        return "unknown"
+    total = max(0, round(seconds))
+    days, rest = divmod(total, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def format_usd(amount: float | None) -> str:
+    """Dollars with enough precision to be non-zero: ``$12.34``, ``$0.0123``, ``$0.00042``.
+
+    None means the cost is not known (no price, no usage yet) and reads "unknown", because a
+    "$0" there would be a false promise about the bill.
+    """
+    if amount is None or math.isnan(amount):
+        return "unknown"
+    if amount == 0:
+        return "$0.00"
+    sign = "-" if amount < 0 else ""
+    value = abs(amount)
+    if value >= 1:
+        return f"{sign}${value:,.2f}"
+    if value >= 0.01:
+        return f"{sign}${value:.4f}"
+    # Two significant digits for fractions of a cent: batch jobs on small models cost that.
+    decimals = min(10, -math.floor(math.log10(value)) + 1)
+    return f"{sign}${value:.{decimals}f}"
+
+
+def format_count(n: int) -> str:
+    return f"{n:,}"
+
+
+def remote_status_text(s: JobSnapshot) -> str:
+    """The providers' own status words, grouped: ``in_progress ×3, finalizing``."""
+    if not s.remote_statuses:
+        return ""
+    counts = Counter(s.remote_statuses)
+    return ", ".join(word if n == 1 else f"{word} ×{n}" for word, n in counts.items())
+
+
+def state_text(s: JobSnapshot) -> str:
+    remote = remote_status_text(s)
+    return f"{s.state} (remote: {remote})" if remote else s.state
+
+
+def counts_text(s: JobSnapshot) -> str:
+    """``412 / 1,000 done (405 succeeded, 7 failed, 588 pending)``."""
+    text = (
+        f"{format_count(s.done)} / {format_count(s.requests)} done "
+        f"({format_count(s.succeeded)} succeeded, {format_count(s.failed)} failed, "
+        f"{format_count(s.pending)} pending)"
+    )
+    return text
+
+
+def rows_note(s: JobSnapshot) -> str:
+    """Dedup (or rows with input errors) makes requests differ from rows; then say both."""
+    return "" if s.rows == s.requests else f" · from {format_count(s.rows)} rows"
+
+
+def eta_text(s: JobSnapshot) -> str:
+    if s.terminal:
+        return ""
+    return "ETA unknown" if s.eta_seconds is None else f"ETA {format_duration(s.eta_seconds)}"
+
+
+def cost_text(s: JobSnapshot) -> str:
+    text = f"estimated {format_usd(s.estimated_cost)} · actual so far {format_usd(s.actual_cost)}"
+    if s.savings is not None:
+        text += f" · saved {format_usd(s.savings)}"
+    return text
+
+
+def summary_line(s: JobSnapshot) -> str:
+    """One line for logs and the end of a console run."""
+    head = f"batchframe job {s.job_id} {s.state}"
+    if s.state == "failed":
+        return f"{head}: {s.message or 'no reason was reported'}"
+    parts = [
+        f"{format_count(s.rows)} rows",
+        f"{format_count(s.succeeded)} succeeded",
+        f"{format_count(s.failed)} failed",
+        f"cost {format_usd(s.actual_cost)}",
+    ]
+    if s.savings is not None:
+        parts.append(f"saved {format_usd(s.savings)}")
+    if s.elapsed is not None:
+        parts.append(f"in {format_duration(s.elapsed)}")
+    line = f"{head}: " + ", ".join(parts)
+    return f"{line}. {s.message}" if s.message else line
+
+
+def snapshot_text(s: JobSnapshot) -> str:
+    """A few lines a person reads at a glance in a terminal."""
+    timing = f"elapsed {format_duration(s.elapsed)}"
+    if eta := eta_text(s):
+        timing += f" · {eta}"
+    lines = [
+        f"batchframe job {s.job_id} · {s.provider}/{s.model}",
+        f"state: {state_text(s)}",
+        f"{counts_text(s)} · {s.fraction:.0%}{rows_note(s)}",
+        f"shards: {s.shards_in_flight} in flight / {s.shards_total} total"
+        f" · retries: {format_count(s.retries_scheduled)}",
+        timing,
+        f"cost: {cost_text(s)}",
+    ]
+    if s.message:
+        lines.append(s.message)
+    return "\n".join(lines)
+
+
+# --- HTML -------------------------------------------------------------------------------
+
+_MUTED = "opacity: 0.75;"
+
+
+def badge_html(s: JobSnapshot) -> str:
+    colour = STATE_COLOURS.get(s.state, "#616161")
+    badge = (
+        f'<span style="background: {colour}; color: #fff; border-radius: 3px; '
+        f'padding: 1px 6px; font-weight: 600;">{html.escape(s.state)}</span>'
+    )
+    remote = remote_status_text(s)
+    if remote:
+        badge += f' <span style="{_MUTED}">remote: {html.escape(remote)}</span>'
+    return badge
+
+
+def bar_html(s: JobSnapshot, width: str = "100%") -> str:
+    """A stacked bar: succeeded, failed and pending as distinct segments."""
+    total = max(s.requests, 1)
+    segments = [
+        (s.succeeded, SUCCEEDED_COLOUR, "succeeded"),
+        (s.failed, FAILED_COLOUR, "failed"),
+        (s.pending, PENDING_COLOUR, "pending"),
+    ]
+    parts = "".join(
+        f'<div title="{n:,} {label}" style="width: {100 * n / total:.3f}%; '
+        f'background: {colour};"></div>'
+        for n, colour, label in segments
+        if n > 0
+    )
+    return (
+        f'<div style="display: flex; width: {width}; height: 10px; border-radius: 3px; '
+        f'overflow: hidden; background: {PENDING_COLOUR};">{parts}</div>'
+    )
+
+
+def counts_html(s: JobSnapshot) -> str:
+    text = (
+        f"<b>{s.done:,}</b> / {s.requests:,} done "
+        f'(<span style="color: {SUCCEEDED_COLOUR};">{s.succeeded:,} succeeded</span>, '
+        f'<span style="color: {FAILED_COLOUR};">{s.failed:,} failed</span>, '
+        f"{s.pending:,} pending)"
+    )
+    return f"{text} · {s.fraction:.0%}{html.escape(rows_note(s))}"
+
+
+def details_html(s: JobSnapshot) -> str:
+    timing = f"elapsed {format_duration(s.elapsed)}"
+    if eta := eta_text(s):
+        timing += f" · {eta}"
+    rows = [
+        f"shards: {s.shards_in_flight} in flight / {s.shards_total} total"
+        f" · retries: {s.retries_scheduled:,}",
+        timing,
+        f"cost: {cost_text(s)}",
+    ]
+    return "<br>".join(html.escape(r) for r in rows)
+
+
+def message_html(s: JobSnapshot) -> str:
+    if not s.message:
+        return ""
+    colour = STATE_COLOURS[s.state] if s.state in ("failed", "cancelled") else "inherit"
+    return (
+        f'<div style="color: {colour}; white-space: pre-wrap; margin-top: 4px;">'
+        f"{html.escape(s.message)}</div>"
+    )
+
+
+def header_html(s: JobSnapshot) -> str:
+    return (
+        f"<b>batchframe job {html.escape(s.job_id)}</b> "
+        f'<span style="{_MUTED}">{html.escape(s.provider)} / {html.escape(s.model)}</span>'
+    )
+
+
+def snapshot_html(s: JobSnapshot) -> str:
+    """The snapshot as one compact, self-contained HTML block (inline styles, no JS)."""
+    colour = STATE_COLOURS.get(s.state, "#616161")
+    return (
+        f'<div style="font-family: sans-serif; font-size: 13px; line-height: 1.5; '
+        f"color: inherit; border-left: 4px solid {colour}; padding: 4px 10px; "
+        f'max-width: 640px;">'
+        f"<div>{header_html(s)}</div>"
+        f"<div>{badge_html(s)}</div>"
+        f'<div style="margin: 4px 0;">{bar_html(s)}</div>'
+        f"<div>{counts_html(s)}</div>"
+        f'<div style="{_MUTED}">{details_html(s)}</div>'
+        f"{message_html(s)}"
+        "</div>"
+    )

@@ -1,0 +1,140 @@
+"""From a frame to distinct requests: render, drop rows that cannot be sent, deduplicate, key.
+
+Keys: every distinct request gets the integer key ``k`` (order of first appearance) and the
+custom id ``r{k}``. Rows are mapped to keys by position, so any index (duplicates, tuples,
+datetimes, arbitrary strings) round-trips untouched, and ids always match Anthropic's
+``[A-Za-z0-9_-]{1,64}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..records import RequestSpec, part_name
+from .render import OnMissing, render
+from .template import Template
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The distinct requests of a job and how rows map onto them."""
+
+    spec: RequestSpec
+    requests: pa.Table  # "key" + one column per message part, one row per distinct request
+    row_keys: np.ndarray  # int64, one per input row; -1 where the row has an input error
+    input_errors: pa.Array  # large_string per row, null where the row is fine
+    fingerprint: str
+
+    @property
+    def rows(self) -> int:
+        return len(self.row_keys)
+
+    @property
+    def n_requests(self) -> int:
+        return self.requests.num_rows
+
+    def parts(self) -> list[pa.Array]:
+        return [
+            self.requests.column(part_name(i)).combine_chunks()
+            for i in range(len(self.spec.roles))
+        ]
+
+
+def custom_ids(keys: pa.Array | np.ndarray) -> pa.Array:
+    """The custom id of each key: ``r`` + the key in decimal."""
+    text = pc.cast(pa.array(keys, type=pa.int64()), pa.large_string())
+    return pc.binary_join_element_wise(pa.scalar("r", pa.large_string()), text, "")
+
+
+def keys_from_custom_ids(ids: pa.Array) -> np.ndarray:
+    """Inverse of :func:`custom_ids`; ids that are not ours map to -1."""
+    arr = ids.cast(pa.large_string())
+    ok = pc.fill_null(pc.match_substring_regex(arr, r"^r[0-9]{1,18}$"), False)
+    digits = pc.utf8_slice_codeunits(pc.if_else(ok, arr, "r-1"), 1)
+    return np.asarray(pc.cast(digits, pa.int64()).to_numpy(zero_copy_only=False))
+
+
+def prepare(
+    frame: pd.DataFrame,
+    spec: RequestSpec,
+    templates: Sequence[Template],
+    *,
+    labels: Mapping[str, object],
+    on_missing: OnMissing,
+    dedupe: bool = True,
+) -> Prepared:
+    rendered = render(frame, tuple(templates), labels=labels, on_missing=on_missing)
+    n = len(frame)
+    sendable = np.asarray(rendered.input_errors.is_null().to_numpy(zero_copy_only=False))
+    positions = np.flatnonzero(sendable)
+    parts = [p.take(pa.array(positions)) if len(positions) < n else p for p in rendered.parts]
+
+    codes = _request_codes(parts, len(positions)) if dedupe else np.arange(len(positions))
+    first = _first_occurrence(codes)
+    row_keys = np.full(n, -1, dtype=np.int64)
+    row_keys[positions] = codes
+    columns: dict[str, pa.Array] = {"key": pa.array(np.arange(len(first), dtype=np.int64))}
+    take = pa.array(first)
+    for i, part in enumerate(parts):
+        columns[part_name(i)] = part.take(take)
+    requests = pa.table(columns)
+    fingerprint = _fingerprint(spec, requests, row_keys, rendered.input_errors, frame.index)
+    return Prepared(spec, requests, row_keys, rendered.input_errors, fingerprint)
+
+
+def _request_codes(parts: list[pa.Array], n: int) -> np.ndarray:
+    """Codes numbering distinct (part0, part1, ...) tuples in order of first appearance."""
+    codes = np.zeros(n, dtype=np.int64)
+    for part in parts:
+        encoded = pc.dictionary_encode(part)
+        part_codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+        size = len(encoded.dictionary)
+        if size <= 1:
+            continue
+        # Combine pairwise and renumber so the product never overflows int64.
+        combined = codes * size + part_codes
+        codes, _ = pd.factorize(combined, sort=False)
+        codes = codes.astype(np.int64)
+    return codes
+
+
+def _first_occurrence(codes: np.ndarray) -> np.ndarray:
+    if len(codes) == 0:
+        return np.zeros(0, dtype=np.int64)
+    first = np.full(int(codes.max()) + 1, len(codes), dtype=np.int64)
+    np.minimum.at(first, codes, np.arange(len(codes), dtype=np.int64))
+    return first
+
+
+def _fingerprint(
+    spec: RequestSpec,
+    requests: pa.Table,
+    row_keys: np.ndarray,
+    input_errors: pa.Array,
+    index: pd.Index,
+) -> str:
+    """A digest of everything that makes a job the same job: spec, requests, rows, index."""
+    h = hashlib.sha256()
+    h.update(json.dumps(spec.to_json(), sort_keys=True, default=str).encode())
+    for name in requests.column_names[1:]:
+        arr = requests.column(name).combine_chunks()
+        h.update(np.asarray(pc.binary_length(arr).to_numpy(zero_copy_only=False)).tobytes())
+        for chunk in [arr.cast(pa.large_binary())]:
+            data = chunk.buffers()[2]
+            if data is not None:
+                offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64)  # type: ignore[arg-type]
+                lo, hi = int(offsets[chunk.offset]), int(offsets[chunk.offset + len(chunk)])
+                h.update(memoryview(data)[lo:hi])
+    h.update(row_keys.tobytes())
+    h.update(np.asarray(input_errors.is_null().to_numpy(zero_copy_only=False)).tobytes())
+    h.update(pd.util.hash_pandas_object(index, index=False).to_numpy().tobytes())
+    h.update(repr(list(index.names)).encode())
+    return h.hexdigest()
