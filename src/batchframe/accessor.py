@@ -20,7 +20,7 @@ from .prompts.render import ON_MISSING_CHOICES, OnMissing
 from .prompts.template import Template, parse
 from .providers import Provider, infer_provider, make_provider
 from .records import RequestSpec, ResponseFormat
-from .structured import choices_format, schema_format
+from .structured import response_format_for
 
 ROLES = ("system", "user", "assistant")
 Prompt = str | Sequence[tuple[str, str]]
@@ -28,7 +28,7 @@ Prompt = str | Sequence[tuple[str, str]]
 
 @pd.api.extensions.register_dataframe_accessor("llm")
 class LLMAccessor:
-    """Send every row of this frame to a batch API: ``df.llm.batch("...{column}...", model=...)``."""
+    """Send every row to a batch API: ``df.llm.batch("...{column}...", model=...)``."""
 
     def __init__(self, frame: pd.DataFrame) -> None:
         self._frame = frame
@@ -68,14 +68,7 @@ class LLMAccessor:
         Running the same call again re-attaches to the stored job; ``fresh=True`` starts anew.
         """
         _check_output(output)
-        if choices is not None and schema is not None:
-            raise InputError("Pass choices= or schema=, not both.")
-        response_format: ResponseFormat | None = None
-        schema_model = None
-        if choices is not None:
-            response_format = choices_format(choices)
-        elif schema is not None:
-            response_format, schema_model = schema_format(schema)
+        response_format, schema_model = response_format_for(choices, schema, prefix)
         name = infer_provider(model, provider)
         backend = make_provider(name, client)
         prepared = self._prepare(
@@ -113,8 +106,19 @@ class LLMAccessor:
             job_id = record.id
         else:
             job_id = existing.id
-            if existing.options.get("output") != output or bool(existing.options.get("usage")) != usage:
-                store.update_job(job_id, options={**existing.options, "output": output, "prefix": prefix, "usage": usage})
+            if (
+                existing.options.get("output") != output
+                or bool(existing.options.get("usage")) != usage
+            ):
+                store.update_job(
+                    job_id,
+                    options={
+                        **existing.options,
+                        "output": output,
+                        "prefix": prefix,
+                        "usage": usage,
+                    },
+                )
 
         job = BatchJob(
             store,
@@ -149,25 +153,33 @@ class LLMAccessor:
         **params: Any,
     ) -> Path:
         """Write the exact request lines ``batch()`` would upload (one per distinct request)."""
-        response_format = None
-        if choices is not None:
-            response_format = choices_format(choices)
-        elif schema is not None:
-            response_format, _ = schema_format(schema)
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise InputError(f"chunk_size must be a whole number >= 1, got {chunk_size!r}.")
+        response_format, _ = response_format_for(choices, schema)
         backend = make_provider(infer_provider(model, provider))
         prepared = self._prepare(
             template, system, backend, model, params, endpoint, response_format, on_missing, dedupe
         )
         target = Path(path)
         parts = prepared.parts()
-        with target.open("wb") as stream:
-            for start in range(0, prepared.n_requests, chunk_size):
-                stop = min(prepared.n_requests, start + chunk_size)
-                keys = prepared.requests.column("key").combine_chunks().slice(start, stop - start)
-                lines = backend.encode(
-                    prepared.spec, custom_ids(keys), [p.slice(start, stop - start) for p in parts]
-                )
-                jsonl.write_lines(stream, lines)
+        partial = target.with_name(f".{target.name}.partial")
+        try:  # a half-written file never takes the target's name
+            with partial.open("wb") as stream:
+                for start in range(0, prepared.n_requests, chunk_size):
+                    stop = min(prepared.n_requests, start + chunk_size)
+                    keys = (
+                        prepared.requests.column("key").combine_chunks().slice(start, stop - start)
+                    )
+                    lines = backend.encode(
+                        prepared.spec,
+                        custom_ids(keys),
+                        [p.slice(start, stop - start) for p in parts],
+                    )
+                    jsonl.write_lines(stream, lines)
+            partial.replace(target)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         return target
 
     # -- internals --------------------------------------------------------------------------
@@ -205,7 +217,7 @@ class LLMAccessor:
                 provider=backend.name,
                 model=model,
                 roles=roles,  # type: ignore[arg-type]
-                params=dict(params),
+                params=jsonl.plain_params(params),
                 endpoint=endpoint,
                 response_format=response_format,
             )
@@ -223,7 +235,11 @@ class LLMAccessor:
             1 if prepared.n_requests else 0,
         )
         max_out = next(
-            (spec.params[k] for k in ("max_tokens", "max_completion_tokens", "max_output_tokens") if k in spec.params),
+            (
+                spec.params[k]
+                for k in ("max_tokens", "max_completion_tokens", "max_output_tokens")
+                if k in spec.params
+            ),
             None,
         )
         samples = tuple(
@@ -242,14 +258,18 @@ class LLMAccessor:
         )
 
 
-def _templates(template: Prompt, system: str | None, columns: pd.Index) -> tuple[tuple[str, ...], list[Template]]:
+def _templates(
+    template: Prompt, system: str | None, columns: pd.Index
+) -> tuple[tuple[str, ...], list[Template]]:
     pairs: list[tuple[str, str]]
     if isinstance(template, str):
         pairs = [("user", template)]
-    elif isinstance(template, Sequence) and template and all(
-        isinstance(p, tuple | list) and len(p) == 2 for p in template
+    elif (
+        isinstance(template, Sequence)
+        and template
+        and all(isinstance(p, tuple | list) and len(p) == 2 for p in template)
     ):
-        pairs = [(str(r), t) for r, t in template]
+        pairs = [(str(p[0]), p[1]) for p in template]
     else:
         raise InputError(
             "The template must be a string like 'Summarise: {text}' or a list of (role, template) "
@@ -257,7 +277,9 @@ def _templates(template: Prompt, system: str | None, columns: pd.Index) -> tuple
         )
     if system is not None:
         if any(role == "system" for role, _ in pairs):
-            raise InputError("Pass the system prompt either as system= or as a ('system', ...) pair, not both.")
+            raise InputError(
+                "Pass the system prompt either as system= or as a ('system', ...) pair, not both."
+            )
         pairs = [("system", system), *pairs]
     for i, (role, _) in enumerate(pairs):
         if role not in ROLES:

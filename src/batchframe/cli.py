@@ -57,7 +57,9 @@ def _param(text: str) -> tuple[str, Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="batchframe", description=__doc__.split("\n")[0])
-    parser.add_argument("--home", help="job store folder (default: BATCHFRAME_HOME or ~/.batchframe)")
+    parser.add_argument(
+        "--home", help="job store folder (default: BATCHFRAME_HOME or ~/.batchframe)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a file of rows through a batch API and write the result")
@@ -67,19 +69,35 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--provider", choices=["openai", "anthropic"])
     run.add_argument("--system")
     run.add_argument("--output", default="output", help="result column name")
-    run.add_argument("--out", type=Path, help="where to write the joined result (.parquet/.csv/.jsonl)")
+    run.add_argument(
+        "--out", type=Path, help="where to write the joined result (.parquet/.csv/.jsonl)"
+    )
     run.add_argument("--choices", help="comma-separated labels")
     run.add_argument("--max-tokens", type=int)
     run.add_argument("--max-cost", type=float)
-    run.add_argument("--param", type=_param, action="append", default=[], help="extra body key=value (JSON values)")
+    run.add_argument(
+        "--param",
+        type=_param,
+        action="append",
+        default=[],
+        help="extra body key=value (JSON values)",
+    )
     run.add_argument("--dry-run", action="store_true", help="print the estimate and send nothing")
-    run.add_argument("--fresh", action="store_true", help="start a new job even if this one is stored")
-    run.add_argument("--no-wait", action="store_true", help="submit and exit; collect later with 'wait'")
+    run.add_argument(
+        "--fresh", action="store_true", help="start a new job even if this one is stored"
+    )
+    run.add_argument(
+        "--no-wait", action="store_true", help="submit and exit; collect later with 'wait'"
+    )
     run.add_argument("--strict", action="store_true", help="exit 1 when any row has an error")
     run.add_argument("--poll-interval", type=float)
 
     sub.add_parser("jobs", help="list stored jobs")
-    for name, text in (("status", "show a job's progress"), ("wait", "wait for a job"), ("cancel", "cancel a job")):
+    for name, text in (
+        ("status", "show a job's progress"),
+        ("wait", "wait for a job"),
+        ("cancel", "cancel a job"),
+    ):
         p = sub.add_parser(name, help=text)
         p.add_argument("job_id")
     result = sub.add_parser("result", help="write a finished job's joined result")
@@ -148,6 +166,8 @@ def _run(args: argparse.Namespace) -> int:
     assert isinstance(job, batchframe.BatchJob)
     print(f"job {job.id}", file=sys.stderr)
     if args.no_wait:
+        job.wait_submitted()
+        print(f"submitted; collect it later with: batchframe wait {job.id}", file=sys.stderr)
         return 0
     out = job.result()
     if args.out is not None:

@@ -31,17 +31,30 @@ def load_tickets() -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m batchframe.demo", description=__doc__.split("\n")[0])
-    parser.add_argument("--emulator", action="store_true", help="use the bundled emulator even with a key")
+    parser = argparse.ArgumentParser(
+        prog="python -m batchframe.demo", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--emulator", action="store_true", help="use the bundled emulator even with a key"
+    )
     parser.add_argument("--model", default="gpt-4o-mini")
     args = parser.parse_args(argv)
 
     tickets = load_tickets()
     use_emulator = args.emulator or not os.environ.get("OPENAI_API_KEY")
-    print(f"batchframe {batchframe.__version__}: labelling {len(tickets)} support tickets with {args.model}")
+    print(
+        f"batchframe {batchframe.__version__}: "
+        f"labelling {len(tickets)} support tickets with {args.model}"
+    )
 
     estimate = tickets.llm.batch(
-        TEMPLATE, model=args.model, system=SYSTEM, choices=LABELS, output="label", max_tokens=20, dry_run=True
+        TEMPLATE,
+        model=args.model,
+        system=SYSTEM,
+        choices=LABELS,
+        output="label",
+        max_tokens=20,
+        dry_run=True,
     )
     print(estimate, end="\n\n")
 
@@ -50,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
 
         print("No OPENAI_API_KEY set (or --emulator): running on the bundled emulator.\n")
         with tempfile.TemporaryDirectory() as home, Emulator(processing_seconds=3.0) as emu:
-            out = _run(tickets, args.model, client=emu.openai_client(), home=home, poll_interval=0.5)
+            out = _run(
+                tickets, args.model, client=emu.openai_client(), home=home, poll_interval=0.5
+            )
     else:
         out = _run(tickets, args.model, client=None, home=None, poll_interval=None)
     _report(out)
@@ -82,7 +97,9 @@ def _run(tickets: pd.DataFrame, model: str, **kwargs: Any) -> pd.DataFrame:
 
 
 def _report(out: pd.DataFrame) -> None:
-    with pd.option_context("display.width", 120, "display.max_colwidth", 40, "display.max_rows", 50):
+    with pd.option_context(
+        "display.width", 120, "display.max_colwidth", 40, "display.max_rows", 50
+    ):
         print(out[["subject", "label", "label_error"]].to_string())
         print("\nlabels:")
         print(out["label"].value_counts(dropna=False).to_string())

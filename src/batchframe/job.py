@@ -101,7 +101,9 @@ class BatchJob:
 
     def _make_runner(self) -> Runner:
         if self._runner is None:
-            self._runner = Runner(self._store, self._id, self.provider, self._options, self._observers())
+            self._runner = Runner(
+                self._store, self._id, self.provider, self._options, self._observers()
+            )
         return self._runner
 
     # -- driving ----------------------------------------------------------------------------
@@ -153,6 +155,31 @@ class BatchJob:
             self._observe(timeout)
         return self
 
+    def wait_submitted(self, timeout: float | None = None) -> BatchJob:
+        """Block until the batches that may run now are created remotely (for ``--no-wait``).
+
+        After this the process may exit: the provider works on, and a later ``attach`` or a
+        re-run collects the results.
+        """
+        if self._thread is None or not self._thread.is_alive():
+            self.start()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._thread is not None and self._thread.is_alive():
+            shards = self._store.shards(self._id)
+            waiting = [
+                s for s in shards if s.state in ("planned", "uploading", "uploaded", "creating")
+            ]
+            submitted = sum(s.state == "submitted" for s in shards)
+            if not waiting or submitted >= self._options.max_in_flight:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"Job {self._id} is not submitted after {timeout} s.")
+            time.sleep(0.05)
+        if self._thread_error is not None:
+            error, self._thread_error = self._thread_error, None
+            raise error
+        return self
+
     def _observe(self, timeout: float | None) -> None:
         """Another process drives the job: follow its progress through the store."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -175,7 +202,11 @@ class BatchJob:
     def status(self, refresh: bool = True) -> JobSnapshot:
         """Where the job stands. With ``refresh`` and no driver running, polls the provider once."""
         job = self.record
-        if refresh and job.state not in ("finished", "cancelled") and (self._thread is None or not self._thread.is_alive()):
+        if (
+            refresh
+            and job.state not in ("finished", "cancelled")
+            and (self._thread is None or not self._thread.is_alive())
+        ):
             runner = Runner(self._store, self._id, self.provider, self._options, ())
             try:
                 runner.drive(block=False)
@@ -195,7 +226,11 @@ class BatchJob:
         self._store.update_job(self._id, cancel_requested=1, state="cancelling")
         self._store.log(self._id, "cancel", "cancel requested by the user")
         for shard in self._store.shards(self._id):
-            if shard.state == "submitted" and shard.batch_id:
+            if (
+                shard.state == "submitted"
+                and shard.batch_id
+                and self._store.claim_cancel(self._id, shard.shard)
+            ):
                 try:
                     self.provider.cancel(shard.batch_id)
                 except ProviderError as exc:  # already ended, or transient: the runner copes
@@ -239,7 +274,9 @@ class BatchJob:
         extra = _usage_columns(settled, job, columns) if options.get("usage") else None
         row_keys = np.asarray(rows["key"].to_numpy(), dtype=np.int64)
         input_errors = rows["input_error"].combine_chunks()
-        frame = frame.drop(columns=[c for c in _owned(frame, columns, values) if c in frame.columns])
+        frame = frame.drop(
+            columns=[c for c in _owned(frame, columns, values) if c in frame.columns]
+        )
         return to_rows(frame, row_keys, input_errors, values, error, raw, columns, extra=extra)
 
     def _stored_frame(self) -> pd.DataFrame:
@@ -286,7 +323,8 @@ class BatchJob:
 
 def _owned(frame: pd.DataFrame, columns: Columns, values: pd.DataFrame) -> list[str]:
     """Columns a previous run of this job left on the frame; the fresh ones replace them."""
-    usage = [f"{columns.output}_{k}" for k in ("input_tokens", "output_tokens", "cached_tokens", "cost")]
+    kinds = ("input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "cost")
+    usage = [f"{columns.output}_{k}" for k in kinds]
     names = {columns.output, columns.error, columns.raw, *values.columns, *usage}
     return [n for n in frame.columns if n in names]
 
@@ -300,22 +338,32 @@ def _usage_columns(settled: Any, job: JobRecord, columns: Columns) -> pd.DataFra
         f"{columns.output}_output_tokens": t["output_tokens"].astype("Int64"),
         f"{columns.output}_cached_tokens": t["cached_tokens"].astype("Int64"),
     }
+    if job.provider == "anthropic":  # Anthropic bills cache writes separately
+        data[f"{columns.output}_cache_write_tokens"] = t["cache_write_tokens"].astype("Int64")
     price = lookup(job.model)
     if price is not None:
-        inp = t["input_tokens"].astype("Float64").fillna(0)
-        out = t["output_tokens"].astype("Float64").fillna(0)
-        cached = t["cached_tokens"].astype("Float64").fillna(0)
-        data[f"{columns.output}_cost"] = pd.array(
-            [price.batch_cost(int(i - c), int(o), int(c)) for i, o, c in zip(inp, out, cached)],
-            dtype="Float64",
+        from .runner import usage_cost
+
+        def tokens(name: str) -> np.ndarray:
+            return t[name].astype("Float64").fillna(0).to_numpy(dtype=float)
+
+        realtime = usage_cost(
+            price,
+            tokens("input_tokens"),
+            tokens("output_tokens"),
+            tokens("cached_tokens"),
+            tokens("cache_write_tokens"),
         )
+        data[f"{columns.output}_cost"] = pd.array(realtime * price.batch_discount, dtype="Float64")
     return pd.DataFrame(data)
 
 
 def _event(snapshot: JobSnapshot) -> Any:
     from .events import Event
 
-    kind = {"finished": "finished", "failed": "failed", "cancelled": "cancelled"}.get(snapshot.state, "progress")
+    kind = {"finished": "finished", "failed": "failed", "cancelled": "cancelled"}.get(
+        snapshot.state, "progress"
+    )
     return Event(kind, snapshot)  # type: ignore[arg-type]
 
 
@@ -340,8 +388,16 @@ def jobs(home: str | Path | None = None) -> pd.DataFrame:
             for r in records
         ],
         columns=[
-            "job_id", "created", "state", "provider", "model", "rows", "requests", "output",
-            "estimated_cost", "message",
+            "job_id",
+            "created",
+            "state",
+            "provider",
+            "model",
+            "rows",
+            "requests",
+            "output",
+            "estimated_cost",
+            "message",
         ],
     )
     return frame

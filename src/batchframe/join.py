@@ -19,6 +19,8 @@ from .structured import parse_answers
 
 # finish/stop reasons that mean the answer was cut off before the model finished.
 TRUNCATED = {"length", "max_tokens", "max_output_tokens", "model_context_window_exceeded"}
+# What the Anthropic decoder records as a refusal's text when the model said nothing.
+REFUSAL_PLACEHOLDER = "the model declined to answer"
 
 
 @dataclass(frozen=True)
@@ -63,21 +65,43 @@ def key_level(
 
     error[failed] = code[failed] + ": " + message[failed]
     error[gave_up] = (
-        code[gave_up] + ": " + message[gave_up]
-        + " (gave up after " + attempts[gave_up].astype("string").fillna("?") + " attempt(s))"
+        code[gave_up]
+        + ": "
+        + message[gave_up]
+        + " (gave up after "
+        + attempts[gave_up].astype("string").fillna("?")
+        + " attempt(s))"
     )
     refused = ok & refusal.notna().to_numpy(dtype=bool)
-    error[refused] = "refusal: the model declined to answer: " + refusal[refused]
+    # The refusal's own words, unless the provider gave none (or only our placeholder).
+    said = refusal.where(~refusal.isin(["", REFUSAL_PLACEHOLDER]))
+    error[refused] = ("refusal: the model declined to answer: " + said[refused]).fillna(
+        "refusal: the model declined to answer"
+    )
     truncated = ok & ~refused & finish.isin(TRUNCATED).fillna(False).to_numpy(dtype=bool)
     error[truncated] = (
-        "truncated: the answer was cut off (finish reason " + finish[truncated]
+        "truncated: the answer was cut off (finish reason "
+        + finish[truncated]
         + "); raise max_tokens"
     )
-    empty = ok & ~refused & ~truncated & (text.fillna("").str.len() == 0).to_numpy(dtype=bool)
+    filtered = (
+        ok & ~refused & ~truncated & (finish == "content_filter").fillna(False).to_numpy(dtype=bool)
+    )
+    error[filtered] = "content_filter: the provider's content filter withheld or cut the answer"
+    empty = (
+        ok
+        & ~refused
+        & ~truncated
+        & ~filtered
+        & (text.fillna("").str.len() == 0).to_numpy(dtype=bool)
+    )
     error[empty] = "empty: the model returned no text"
-    usable = ok & ~refused & ~truncated & ~empty
+    usable = ok & ~refused & ~truncated & ~filtered & ~empty
 
+    # Unusable answers keep what the model said: its text, or a refusal's message.
     raw = text.where(pd.Series(ok & ~usable, index=t.index))
+    no_text = pd.Series(refused, index=t.index) & text.fillna("").eq("")
+    raw[no_text] = said[no_text].fillna("")
     values, parse_errors = parse_answers(
         text.where(pd.Series(usable, index=t.index)),
         response_format,
@@ -89,7 +113,9 @@ def key_level(
     error[bad_parse] = parse_errors[bad_parse]
     raw[bad_parse] = text[bad_parse]
     keep = pd.Series(usable & ~bad_parse, index=t.index)
-    values = pd.DataFrame({name: values[name].where(keep) for name in values.columns}, index=t.index)
+    values = pd.DataFrame(
+        {name: values[name].where(keep) for name in values.columns}, index=t.index
+    )
 
     if unfinished is not None:
         none_yet = ~(ok | failed | gave_up)
@@ -114,7 +140,10 @@ def to_rows(
     take = np.where(row_keys >= 0, row_keys, n_keys)
 
     def spread(series: pd.Series) -> pd.Series:
-        padded = pd.concat([series.reset_index(drop=True), pd.Series([pd.NA], dtype=series.dtype)], ignore_index=True)
+        padded = pd.concat(
+            [series.reset_index(drop=True), pd.Series([pd.NA], dtype=series.dtype)],
+            ignore_index=True,
+        )
         out = padded.take(take)
         out.index = frame.index
         return out
@@ -123,7 +152,8 @@ def to_rows(
     for name in list(values.columns):
         out[name] = spread(values[name])
     row_error = spread(error)
-    input_error = pd.Series(input_errors.to_pandas(), index=frame.index, dtype="string")
+    # By position: the errors come with a RangeIndex, the frame with any index.
+    input_error = pd.Series(input_errors.to_pandas().to_numpy(), index=frame.index, dtype="string")
     out[columns.error] = row_error.where(input_error.isna(), input_error)
     if raw.notna().any():
         out[columns.raw] = spread(raw)

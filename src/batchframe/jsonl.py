@@ -14,8 +14,11 @@ import re
 from collections.abc import Mapping
 from typing import IO, Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from .errors import InputError
 
 _SLOT = "\x00slot:{}\x00"
 _SLOT_RE = re.compile(r'"\\u0000slot:([^\\"]*)\\u0000"')
@@ -34,6 +37,41 @@ def slot(name: str) -> str:
 
 def dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def plain_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Request parameters as plain JSON values: numpy scalars and arrays become Python ones.
+
+    Raises InputError naming the parameter when a value cannot go into a JSON request body.
+    """
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        try:
+            out[key] = _plain(value)
+            json.dumps(out[key], allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise InputError(
+                f"{key}={_short(value)} cannot be sent in a JSON request body ({exc}); pass "
+                "plain numbers, strings, booleans, lists or dicts."
+            ) from None
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def quote(values: pa.Array) -> pa.Array:
@@ -85,8 +123,6 @@ def write_lines(stream: IO[bytes], lines: pa.Array) -> int:
     offsets = joined.buffers()[1]
     data = joined.buffers()[2]
     assert offsets is not None and data is not None
-    import numpy as np
-
     offs = np.frombuffer(offsets, dtype=np.int64)
     start, end = int(offs[joined.offset]), int(offs[joined.offset + len(joined)])
     view = memoryview(data)[start:end]

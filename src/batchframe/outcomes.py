@@ -48,11 +48,15 @@ def load_results(folder: Path) -> pa.Table:
 
 def settle(results: pa.Table, n_requests: int, *, in_flight: np.ndarray | None = None) -> Settled:
     """Reduce all attempts to one row per key. ``in_flight`` keys are still pending."""
-    known = results.filter(pc.and_(pc.greater_equal(results["key"], 0), pc.less(results["key"], n_requests)))
+    known = results.filter(
+        pc.and_(pc.greater_equal(results["key"], 0), pc.less(results["key"], n_requests))
+    )
     frame = known.to_pandas(types_mapper=_arrow_types)
     if len(frame):
         frame["_ok"] = (frame["fate"] == OK).astype("int8")
-        frame = frame.sort_values(["key", "_ok", "attempt"], ascending=[True, False, False], kind="stable")
+        frame = frame.sort_values(
+            ["key", "_ok", "attempt"], ascending=[True, False, False], kind="stable"
+        )
         frame = frame.drop_duplicates("key", keep="first").drop(columns="_ok").set_index("key")
     else:
         frame = frame.set_index("key")

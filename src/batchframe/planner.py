@@ -20,8 +20,8 @@ import pyarrow as pa
 from . import jsonl
 from .errors import RequestTooLargeError
 from .prompts.build import Prepared, custom_ids
-from .providers.base import Limits, Provider
 from .prompts.shards import plan_shards
+from .providers.base import Limits, Provider
 from .records import RequestSpec, part_name
 from .store import JobRecord, ShardRecord, Store, atomic_writer, write_parquet
 
@@ -55,13 +55,19 @@ def encode_shards(
         return []
     limits: Limits = provider.limits
     take = pa.array(keys)
-    parts = [requests.column(part_name(i)).combine_chunks().take(take) for i in range(len(spec.roles))]
+    parts = [
+        requests.column(part_name(i)).combine_chunks().take(take) for i in range(len(spec.roles))
+    ]
     lines = provider.encode(spec, custom_ids(keys), parts)
     sizes = np.asarray(jsonl.byte_lengths(lines).to_numpy(zero_copy_only=False), dtype=np.int64)
     too_big = np.flatnonzero(sizes > limits.max_bytes)
     if len(too_big):
         first = int(too_big[0])
-        where = f"row {labels[first].as_py()!r}" if labels is not None else f"request {int(keys[first])}"
+        where = (
+            f"row {labels[first].as_py()!r}"
+            if labels is not None
+            else f"request {int(keys[first])}"
+        )
         raise RequestTooLargeError(
             f"The request for {where} is {int(sizes[first]):,} bytes; {provider.name} accepts at "
             f"most {limits.max_bytes:,} bytes per batch. Shorten that row's text."
@@ -122,7 +128,9 @@ def create_job(
     write_parquet(folder / "requests.parquet", prepared.requests)
 
     keys = np.arange(prepared.n_requests, dtype=np.int64)
-    plans = encode_shards(provider, prepared.spec, prepared.requests, keys, max_requests=max_shard_requests)
+    plans = encode_shards(
+        provider, prepared.spec, prepared.requests, keys, max_requests=max_shard_requests
+    )
     shards = []
     for shard_no, plan in enumerate(plans):
         write_shard_files(shard_dir, shard_no, plan)
@@ -144,7 +152,11 @@ def create_job(
     )
     store.insert_job(record)
     store.insert_shards(shards)
-    store.log(job_id, "planned", f"{prepared.rows} rows, {prepared.n_requests} requests, {len(shards)} shards")
+    store.log(
+        job_id,
+        "planned",
+        f"{prepared.rows} rows, {prepared.n_requests} requests, {len(shards)} shards",
+    )
     return record
 
 
@@ -160,11 +172,23 @@ def _write_frame(path: Path, frame: pd.DataFrame) -> None:
         for column in safe.columns:
             try:
                 pa.array(safe[column], from_pandas=True)
-            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError, TypeError):
+            except (
+                pa.ArrowInvalid,
+                pa.ArrowTypeError,
+                pa.ArrowNotImplementedError,
+                ValueError,
+                TypeError,
+            ):
                 safe[column] = safe[column].astype(str)
         try:
             table = pa.Table.from_pandas(safe, preserve_index=True)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError, TypeError):
+        except (
+            pa.ArrowInvalid,
+            pa.ArrowTypeError,
+            pa.ArrowNotImplementedError,
+            ValueError,
+            TypeError,
+        ):
             # An index of tuples or mixed objects: keep its text so attach() still lines up.
             safe.index = safe.index.map(str)
             table = pa.Table.from_pandas(safe, preserve_index=True)

@@ -175,7 +175,9 @@ class Runner:
             if state == "uploading":
                 file_id = self.provider.find_upload(shard.upload_name)
             if file_id is None:
-                self.store.update_shard(self.job_id, shard.shard, state="uploading", intent_at=time.time())
+                self.store.update_shard(
+                    self.job_id, shard.shard, state="uploading", intent_at=time.time()
+                )
                 file_id = self.provider.upload(path, shard.upload_name)
             self.store.update_shard(self.job_id, shard.shard, state="uploaded", file_id=file_id)
             state = "uploaded"
@@ -185,14 +187,14 @@ class Runner:
         tag = {"batchframe_job": self.job_id, "batchframe_shard": str(shard.shard)}
         batch_id = None
         if state == "creating":
-            claimed = [s.batch_id for s in self.store.shards(self.job_id) if s.batch_id]
+            claimed = frozenset(s.batch_id for s in self.store.shards(self.job_id) if s.batch_id)
             batch_id = self.provider.find_batch(
-                {**tag, "claimed": ",".join(claimed)},
-                since=shard.intent_at or 0.0,
-                total=shard.requests,
+                tag, since=shard.intent_at or 0.0, total=shard.requests, claimed=claimed
             )
         if batch_id is None:
-            self.store.update_shard(self.job_id, shard.shard, state="creating", intent_at=time.time())
+            self.store.update_shard(
+                self.job_id, shard.shard, state="creating", intent_at=time.time()
+            )
             batch_id = self.provider.create(self.spec, path, file_id, tag)
         self.store.update_shard(
             self.job_id, shard.shard, state="submitted", batch_id=batch_id, submitted_at=time.time()
@@ -205,6 +207,14 @@ class Runner:
     def _poll(self, shard: ShardRecord) -> None:
         assert shard.batch_id is not None
         status = self.provider.retrieve(shard.batch_id)
+        if (
+            self.job.cancel_requested
+            and status.outcome == "running"
+            and status.status in ("in_progress", "validating")
+            and self.store.claim_cancel(self.job_id, shard.shard)
+        ):
+            # Submitted while (or after) the user cancelled: cancel it now.
+            status = self.provider.cancel(shard.batch_id)
         counts = {"total": status.total, "succeeded": status.succeeded, "failed": status.failed}
         changes: dict[str, Any] = {"remote_status": status.status, "counts": counts}
         if status.terminal:
@@ -221,7 +231,9 @@ class Runner:
         keys = read_parquet(self.folder / "shards" / f"{shard.shard}.keys.parquet")["key"]
         results, notes = _reconcile(decoded, keys, status, cancelled=self.job.cancel_requested)
         results = results.append_column("shard", pa.array(np.full(results.num_rows, shard.shard)))
-        results = results.append_column("attempt", pa.array(np.full(results.num_rows, shard.attempt)))
+        results = results.append_column(
+            "attempt", pa.array(np.full(results.num_rows, shard.attempt))
+        )
         result_dir = self.folder / "results"
         result_dir.mkdir(exist_ok=True, mode=0o700)
         write_parquet(result_dir / f"{shard.shard}.parquet", results)
@@ -231,7 +243,9 @@ class Runner:
         self.store.collect_shard(self.job_id, shard.shard, new_shards, remote_status=status.status)
         self._refresh_tally()
 
-    def _plan_retries(self, shard: ShardRecord, results: pa.Table, status: RemoteStatus) -> list[ShardRecord]:
+    def _plan_retries(
+        self, shard: ShardRecord, results: pa.Table, status: RemoteStatus
+    ) -> list[ShardRecord]:
         if self.job.cancel_requested:
             return []
         fate = results["fate"]
@@ -242,7 +256,9 @@ class Runner:
             keys = keys[~np.isin(keys, np.fromiter(answered, dtype=np.int64))]
         if len(keys) == 0:
             return []
-        capacity = status.outcome == "failed" and any(code in _CAPACITY_CODES for code, _ in status.errors)
+        capacity = status.outcome == "failed" and any(
+            code in _CAPACITY_CODES for code, _ in status.errors
+        )
         # A full queue is not the requests' fault: wait and resubmit without spending an attempt.
         attempt = shard.attempt if capacity else shard.attempt + 1
         if attempt > self.options.max_attempts:
@@ -263,7 +279,9 @@ class Runner:
             number = next_no + offset
             write_shard_files(self.folder / "shards", number, plan)
             records.append(
-                planned_shard(self.job_id, number, plan, attempt=attempt, not_before=time.time() + delay)
+                planned_shard(
+                    self.job_id, number, plan, attempt=attempt, not_before=time.time() + delay
+                )
             )
         self._tally.retries += len(keys)
         self.store.log(
@@ -324,7 +342,9 @@ class Runner:
         self._tally.actual_cost, self._tally.realtime_cost = _costs(job.model, self._tally.settled)
 
     def snapshot(self, message: str | None = None) -> JobSnapshot:
-        return build_snapshot(self.store, self.job, self._tally.settled, self._tally, message=message)
+        return build_snapshot(
+            self.store, self.job, self._tally.settled, self._tally, message=message
+        )
 
     def _emit(self, kind: EventKind, message: str | None = None, **detail: object) -> None:
         if not self.observers:
@@ -356,27 +376,43 @@ def _reconcile(
     extra: list[Row] = []
     if len(missing):
         if status.outcome == "failed":
-            code, message = status.errors[0] if status.errors else ("batch_failed", "the batch failed")
+            code, message = (
+                status.errors[0] if status.errors else ("batch_failed", "the batch failed")
+            )
             fate = RETRY if code in _CAPACITY_CODES else FAILED
             text = f"the batch failed validation: {message}"
             extra = [Row(f"r{k}", fate, error_code=code, error_message=text) for k in missing]
         elif status.outcome in ("cancelled", "expired"):
             code = "batch_cancelled" if status.outcome == "cancelled" else "batch_expired"
             extra = [
-                Row(f"r{k}", RETRY, error_code=code, error_message=f"the batch was {status.outcome} before this request ran")
+                Row(
+                    f"r{k}",
+                    RETRY,
+                    error_code=code,
+                    error_message=f"the batch was {status.outcome} before this request ran",
+                )
                 for k in missing
             ]
         else:
-            notes.append(f"{len(missing)} request(s) missing from the provider's files; resubmitting")
+            notes.append(
+                f"{len(missing)} request(s) missing from the provider's files; resubmitting"
+            )
             extra = [
-                Row(f"r{k}", RETRY, error_code="missing_result", error_message="the provider returned no result for this request")
+                Row(
+                    f"r{k}",
+                    RETRY,
+                    error_code="missing_result",
+                    error_message="the provider returned no result for this request",
+                )
                 for k in missing
             ]
     table = pa.concat_tables([decoded, rows_to_table(extra)]) if extra else decoded
     if cancelled:
         is_retry = pc.equal(table["fate"], RETRY)
         table = table.set_column(
-            table.schema.get_field_index("fate"), "fate", pc.if_else(is_retry, FAILED, table["fate"])
+            table.schema.get_field_index("fate"),
+            "fate",
+            pc.if_else(is_retry, FAILED, table["fate"]),
         )
         table = table.set_column(
             table.schema.get_field_index("error_code"),
@@ -386,7 +422,11 @@ def _reconcile(
         table = table.set_column(
             table.schema.get_field_index("error_message"),
             "error_message",
-            pc.if_else(is_retry, pa.scalar("cancelled by the user before this request ran", pa.large_string()), table["error_message"]),
+            pc.if_else(
+                is_retry,
+                pa.scalar("cancelled by the user before this request ran", pa.large_string()),
+                table["error_message"],
+            ),
         )
     return table, notes
 
@@ -400,7 +440,28 @@ def _costs(model: str, settled: Settled | None) -> tuple[float | None, float | N
     inp = int(answered["input_tokens"].fillna(0).sum())
     out = int(answered["output_tokens"].fillna(0).sum())
     cached = int(answered["cached_tokens"].fillna(0).sum())
-    return price.batch_cost(inp - cached, out, cached), price.realtime_cost(inp - cached, out, cached)
+    written = int(answered["cache_write_tokens"].fillna(0).sum())
+    realtime = float(usage_cost(price, inp, out, cached, written))
+    return realtime * price.batch_discount, realtime
+
+
+def usage_cost(
+    price: Any, input_tokens: Any, output_tokens: Any, cached_tokens: Any, cache_write_tokens: Any
+) -> Any:
+    """Realtime USD for token counts (scalars or arrays); multiply by batch_discount for batch.
+
+    ``input_tokens`` counts every prompt token, the ``cached_tokens`` read from the prompt cache
+    and the ``cache_write_tokens`` written to it included (providers normalise to this).
+    Cache writes are priced at the 5-minute write rate (the input rate when none is known).
+    """
+    write_rate = price.cache_write_5m if price.cache_write_5m is not None else price.input
+    plain = np.maximum(input_tokens - cached_tokens - cache_write_tokens, 0)
+    return (
+        plain * price.input
+        + cached_tokens * price.cached_rate
+        + cache_write_tokens * write_rate
+        + output_tokens * price.output
+    ) * 1e-6
 
 
 def build_snapshot(
@@ -455,7 +516,10 @@ def pending_keys_of(store: Store, folder: Path, job_id: str) -> np.ndarray | Non
     if not shards:
         return None
     return np.concatenate(
-        [read_parquet(folder / "shards" / f"{s.shard}.keys.parquet")["key"].to_numpy() for s in shards]
+        [
+            read_parquet(folder / "shards" / f"{s.shard}.keys.parquet")["key"].to_numpy()
+            for s in shards
+        ]
     )
 
 

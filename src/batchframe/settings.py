@@ -73,6 +73,7 @@ def _positive_float(value: float | None, env: str, default: float, keyword: str)
         number = -1.0
     if number < 0:
         raise ConfigurationError(
-            f"{keyword} must be a number of seconds >= 0, got {raw!r} (keyword {keyword}= or {env})."
+            f"{keyword} must be a number of seconds >= 0, got {raw!r} "
+            f"(keyword {keyword}= or {env})."
         )
     return number

@@ -150,6 +150,8 @@ def materialize(state: State, batch: BatchRecord) -> None:
         lines.append({"custom_id": row.custom_id, "result": result})
         if not ran or row.fate.retryable:
             retry.append(row)
+        if not ran and row.fate.kind != "expire":  # EMU:expire rows used their attempt
+            state.unrun([row])
     state.record_retryable(retry)
     _apply_line_faults(state, lines)
     random.Random(f"{state.seed}:{batch.id}:results").shuffle(lines)

@@ -68,6 +68,9 @@ class App:
             raise ApiError(int(rule["status"]), str(message), headers=headers)
         if "authorization" not in req.headers and "x-api-key" not in req.headers:
             raise ApiError(401, "You didn't provide an API key (Authorization: Bearer or x-api-key).")
+        if is_anthropic_path(req.path) and not req.headers.get("anthropic-version"):
+            # As the real API: any version is accepted, but one must be sent.
+            raise ApiError(400, "anthropic-version: header is required")
         if route is None:
             status = 405 if path_known else 404
             raise ApiError(status, f"Invalid URL ({req.method} {req.path})")

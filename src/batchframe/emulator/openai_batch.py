@@ -249,6 +249,7 @@ def materialize(state: State, batch: BatchRecord) -> None:
     usage = {"input_tokens": 0, "output_tokens": 0}
     if stage == "failed":
         state.record_retryable(batch.rows)
+        state.unrun(batch.rows)
         batch.usage = _usage(0, 0)
         return
     endpoint = batch.info["endpoint"]
@@ -264,6 +265,8 @@ def materialize(state: State, batch: BatchRecord) -> None:
         if row.done_at > cut:
             errors.append(_line(row.custom_id, None, dict(never_ran)))
             retry.append(row)
+            if row.fate.kind != "expire":  # EMU:expire rows used their attempt expiring
+                state.unrun([row])
             continue
         line, ok = _row_line(endpoint, row)
         if ok:

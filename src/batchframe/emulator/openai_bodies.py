@@ -136,7 +136,7 @@ def _chat_usage(ans: Answer) -> dict[str, Any]:
         "prompt_tokens": ans.input_tokens,
         "completion_tokens": ans.output_tokens,
         "total_tokens": ans.input_tokens + ans.output_tokens,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0, "audio_tokens": 0},
         "completion_tokens_details": {
             "reasoning_tokens": 0,
             "audio_tokens": 0,
@@ -229,7 +229,8 @@ def responses_body(body: dict[str, Any], ans: Answer, created: int) -> dict[str,
         "truncation": "disabled",
         "usage": {
             "input_tokens": ans.input_tokens,
-            "input_tokens_details": {"cached_tokens": 0},
+            # openai 3.54 requires cache_write_tokens here (Response fails to parse without).
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": ans.output_tokens,
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": ans.input_tokens + ans.output_tokens,

@@ -103,6 +103,8 @@ class Counters:
     custom_ids_by_batch: dict[str, int] = field(default_factory=dict)
     http_calls: Counter[str] = field(default_factory=Counter)
     http_errors_injected: int = 0
+    runs_by_body: Counter[str] = field(default_factory=Counter)
+    """Submissions that ran or may still run: the attempt number triggers and rates see."""
     realtime_calls: int = 0
     realtime_attempts_by_body: Counter[str] = field(default_factory=Counter)
     token_count_calls: int = 0
@@ -191,10 +193,21 @@ class State:
             c.max_in_one_batch[body] = max(c.max_in_one_batch[body], n)
 
     def attempt(self, body_hash: str) -> int:
-        """Record one batch submission of this body; return its attempt number (0 = first)."""
-        n = self.counters.submissions_by_body[body_hash]
-        self.counters.submissions_by_body[body_hash] = n + 1
+        """Record one batch submission of this body; return its attempt number (0 = first).
+
+        Submissions that never ran through no fault of the row (a batch that failed
+        validation, was cancelled first, or expired before reaching it) are handed back by
+        `unrun`, so "EMU:500 fails the first attempt" means the first attempt that ran.
+        """
+        self.counters.submissions_by_body[body_hash] += 1
+        n = self.counters.runs_by_body[body_hash]
+        self.counters.runs_by_body[body_hash] = n + 1
         return n
+
+    def unrun(self, rows: list[Row]) -> None:
+        for row in rows:
+            if self.counters.runs_by_body[row.body_hash] > 0:
+                self.counters.runs_by_body[row.body_hash] -= 1
 
     def realtime_attempt(self, body_hash: str) -> int:
         n = self.counters.realtime_attempts_by_body[body_hash]

@@ -51,14 +51,25 @@ class Prepared:
 def custom_ids(keys: pa.Array | np.ndarray) -> pa.Array:
     """The custom id of each key: ``r`` + the key in decimal."""
     text = pc.cast(pa.array(keys, type=pa.int64()), pa.large_string())
-    return pc.binary_join_element_wise(pa.scalar("r", pa.large_string()), text, "")
+    prefix = pa.scalar("r", pa.large_string())
+    return pc.binary_join_element_wise(prefix, text, pa.scalar("", pa.large_string()))
+
+
+_INT64_MAX = str(np.iinfo(np.int64).max)
 
 
 def keys_from_custom_ids(ids: pa.Array) -> np.ndarray:
-    """Inverse of :func:`custom_ids`; ids that are not ours map to -1."""
+    """Inverse of :func:`custom_ids`; ids that are not ours (or not canonical) map to -1."""
     arr = ids.cast(pa.large_string())
-    ok = pc.fill_null(pc.match_substring_regex(arr, r"^r[0-9]{1,18}$"), False)
+    # Exactly what custom_ids writes: "r" + a non-negative int64 without leading zeros.
+    ok = pc.fill_null(pc.match_substring_regex(arr, r"^r(0|[1-9][0-9]{0,18})$"), False)
     digits = pc.utf8_slice_codeunits(pc.if_else(ok, arr, "r-1"), 1)
+    # 19 digits may exceed int64; equal-length digit strings compare like the numbers.
+    too_big = pc.and_(
+        pc.equal(pc.utf8_length(digits), len(_INT64_MAX)),
+        pc.greater(digits, pa.scalar(_INT64_MAX, pa.large_string())),
+    )
+    digits = pc.if_else(too_big, "-1", digits)
     return np.asarray(pc.cast(digits, pa.int64()).to_numpy(zero_copy_only=False))
 
 

@@ -38,14 +38,22 @@ def column_text(series: pd.Series) -> tuple[pa.Array, np.ndarray]:
         values = series.to_numpy(dtype="float64", na_value=np.nan)
         finite = values[~missing]
         # An int column with a gap becomes float; render 3.0 as "3", as the user wrote it.
-        if finite.size and np.all(np.isfinite(finite)) and np.all(np.mod(finite, 1) == 0):
+        # Only below 2**53, where every whole float is exactly an integer.
+        if (
+            finite.size
+            and np.all(np.isfinite(finite))
+            and np.all(np.abs(finite) < 2.0**53)
+            and np.all(np.mod(finite, 1) == 0)
+        ):
             text = pd.Series(values).astype("Int64").astype("string")
         else:
-            text = pd.Series(values).astype("string")
+            text = series.astype("string")
     elif isinstance(dtype, pd.CategoricalDtype):
         text = series.astype("object").astype("string")
     elif pd.api.types.is_string_dtype(dtype) and not pd.api.types.is_object_dtype(dtype):
         text = series
+    elif pd.api.types.is_object_dtype(dtype) and pd.api.types.infer_dtype(series) == "string":
+        text = series  # plain str objects: pyarrow converts them without a Python loop
     elif pd.api.types.is_object_dtype(dtype):
         # Mixed objects (lists, dicts, Decimals...): str() is what a person expects to see.
         text = series.map(lambda v: v if isinstance(v, str) else str(v), na_action="ignore")

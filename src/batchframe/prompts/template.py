@@ -1,17 +1,22 @@
 """Prompt templates: ``{column}`` placeholders and nothing else.
 
-Templates are data, not code. A placeholder names a column, whole; ``{a.b}`` or ``{a[0]}``
-never reach attributes or items (they are only accepted when a column has that exact name),
-conversions (``!r``) and format specs (``:.2f``) are refused with a hint, and ``{{``/``}}``
-are literal braces. Values are substituted after parsing, so braces inside the data are
-plain text.
+Templates are data, not code. The grammar is small and scanned by hand (not by
+``str.format``), so nothing in a template can reach attributes, items or format machinery:
+
+* ``{name}`` substitutes the column whose label (as text) is exactly ``name``. The name is
+  everything up to the next ``}``, so spaces, dots, colons, brackets and non-ASCII characters
+  are all part of it; only ``{`` and ``}`` cannot appear in a placeholder.
+* ``{{`` and ``}}`` are a literal ``{`` and ``}``; any other lone ``}`` or unclosed ``{`` is an
+  error.
+* Values are substituted after parsing, so braces, quotes and newlines inside the data are
+  plain text.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from string import Formatter
 
 from ..errors import TemplateError
 
@@ -48,6 +53,48 @@ class Template:
         return "".join(out)
 
 
+_BRACES = " Use {column} for a placeholder and {{ or }} for a literal brace."
+
+
+def scan(source: str, *, where: str = "template") -> list[tuple[str, str | None]]:
+    """Split ``source`` into ``(literal, placeholder-or-None)`` pairs; braces unescaped."""
+    out: list[tuple[str, str | None]] = []
+    literal: list[str] = []
+    i, n = 0, len(source)
+    while i < n:
+        char = source[i]
+        if char == "{":
+            if source.startswith("{{", i):
+                literal.append("{")
+                i += 2
+                continue
+            end = source.find("}", i + 1)
+            inner_open = source.find("{", i + 1)
+            if end < 0 or (0 <= inner_open < end):
+                raise TemplateError(
+                    f"The {where} {_short(source)} has a '{{' at position {i} that is not "
+                    "closed by '}'." + _BRACES
+                )
+            out.append(("".join(literal), source[i + 1 : end]))
+            literal = []
+            i = end + 1
+        elif char == "}":
+            if source.startswith("}}", i):
+                literal.append("}")
+                i += 2
+                continue
+            raise TemplateError(
+                f"The {where} {_short(source)} has a lone '}}' at position {i}." + _BRACES
+            )
+        else:
+            # Copy the run of ordinary characters in one step.
+            stop = min((p for p in (source.find("{", i), source.find("}", i)) if p >= 0), default=n)
+            literal.append(source[i:stop])
+            i = stop
+    out.append(("".join(literal), None))
+    return out
+
+
 def parse(source: str, columns: Iterable[object], *, where: str = "template") -> Template:
     """Parse ``source`` and check every placeholder against ``columns``."""
     if not isinstance(source, str):
@@ -55,51 +102,47 @@ def parse(source: str, columns: Iterable[object], *, where: str = "template") ->
             f"The {where} must be a string, got {type(source).__name__}. "
             'Write it like "Summarise: {description}".'
         )
-    available = [c for c in columns]
-    names = {str(c): c for c in available}
-    try:
-        parsed = list(Formatter().parse(source))
-    except ValueError as exc:  # unbalanced braces
-        raise TemplateError(
-            f"The {where} {_short(source)} has unbalanced braces ({exc}). "
-            "Use {column} for a placeholder and {{ or }} for a literal brace."
-        ) from None
-
+    available = list(columns)
+    names = {str(c) for c in available}
     pieces: list[str] = []
-    literal = ""
-    for text, field, spec, conversion in parsed:
-        literal += text
+    for literal, field in scan(source, where=where):
+        pieces.append(literal)
         if field is None:
             continue
-        # Formatter splits "{a!r:>3}" into field/conversion/spec; rebuild what the user wrote.
-        written = field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
-        if field == "":
-            raise TemplateError(
-                f"The {where} has an empty placeholder {{}}; name a column inside the braces, "
-                f"for example {{{_first(available)}}}. Available columns: {_list(available)}."
-            )
-        if conversion or spec:
-            if written in names:  # a column literally named "a:b" is fine
-                field = written
-            else:
-                raise TemplateError(
-                    f"The placeholder {{{written}}} in the {where} uses a format spec or "
-                    "conversion, which templates do not support. Format the column first, "
-                    "e.g. df.assign(price=df['price'].map('{:.2f}'.format))."
-                )
         if field not in names:
-            hint = ""
-            if "." in field or "[" in field:
-                hint = " Templates only substitute whole columns; attributes and items are not reachable."
-            raise TemplateError(
-                f"The {where} refers to {{{field}}}, but the frame has no column {field!r}.{hint} "
-                f"Available columns: {_list(available)}."
-            )
-        pieces.append(literal)
+            raise TemplateError(_unknown(field, available, where))
         pieces.append(field)
-        literal = ""
-    pieces.append(literal)
     return Template(source=source, pieces=tuple(pieces))
+
+
+def _unknown(field: str, available: list[object], where: str) -> str:
+    if field == "":
+        return (
+            f"The {where} has an empty placeholder {{}}; name a column inside the braces, "
+            f"for example {{{_first(available)}}}. Available columns: {_list(available)}."
+        )
+    labels = [str(c) for c in available]
+    hint = ""
+    stripped = field.strip()
+    if stripped != field and stripped in labels:
+        hint = f" Did you mean {{{stripped}}}? Spaces inside the braces are part of the name."
+    elif ":" in field or "!" in field:
+        hint = (
+            " Format specs and conversions (like {price:.2f} or {name!r}) are not supported; "
+            "format the column first, e.g. df.assign(price=df['price'].map('{:.2f}'.format))."
+        )
+    elif "." in field or "[" in field:
+        hint = (
+            " Templates only substitute whole columns; attributes and items are not reachable."
+        )
+    else:
+        close = difflib.get_close_matches(field, labels, n=3)
+        if close:
+            hint = " Did you mean " + " or ".join(f"{{{c}}}" for c in close) + "?"
+    return (
+        f"The {where} refers to {{{field}}}, but the frame has no column {field!r}.{hint} "
+        f"Available columns: {_list(available)}."
+    )
 
 
 def _list(columns: list[object], limit: int = 20) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, cast
 
 from ..errors import ConfigurationError
 from .anthropic import AnthropicProvider
@@ -52,8 +52,7 @@ def make_provider(name: str, client: Any | None = None) -> Provider:
                 f"client= is an {owner} client but the model is served by {name}; pass a "
                 f"{name} client or provider={owner!r}."
             )
-    provider: Provider = PROVIDERS[name](client)
-    return provider
+    return cast(Provider, PROVIDERS[name](client))
 
 
 __all__ = [

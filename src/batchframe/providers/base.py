@@ -61,7 +61,9 @@ class Provider(Protocol):
         """Check and normalise job-level parameters (raise InputError on bad ones)."""
         ...
 
-    def encode(self, spec: RequestSpec, custom_ids: pa.Array, parts: Sequence[pa.Array]) -> pa.Array:
+    def encode(
+        self, spec: RequestSpec, custom_ids: pa.Array, parts: Sequence[pa.Array]
+    ) -> pa.Array:
         """One JSON line per request, in the provider's batch input format."""
         ...
 
@@ -73,12 +75,19 @@ class Provider(Protocol):
         """An earlier upload of this name (after a crash between upload and store)."""
         ...
 
-    def create(self, spec: RequestSpec, path: Path, file_id: str | None, tag: dict[str, str]) -> str:
+    def create(
+        self, spec: RequestSpec, path: Path, file_id: str | None, tag: dict[str, str]
+    ) -> str:
         """Create the batch; returns its id."""
         ...
 
-    def find_batch(self, tag: dict[str, str], *, since: float, total: int) -> str | None:
-        """A batch created by an earlier, interrupted create of this shard."""
+    def find_batch(
+        self, tag: dict[str, str], *, since: float, total: int, claimed: frozenset[str]
+    ) -> str | None:
+        """A batch created by an earlier, interrupted create of this shard.
+
+        ``claimed`` holds the ids already owned by other shards of the job: never adopt those.
+        """
         ...
 
     def retrieve(self, batch_id: str) -> RemoteStatus: ...

@@ -71,7 +71,8 @@ class OpenAIProvider:
         endpoint = spec.endpoint or CHAT
         if endpoint not in ENDPOINTS:
             raise InputError(
-                f"endpoint={endpoint!r} is not supported; use {CHAT!r} (the default) or {RESPONSES!r}."
+                f"endpoint={endpoint!r} is not supported; "
+                f"use {CHAT!r} (the default) or {RESPONSES!r}."
             )
         for reserved in ("model", "messages", "input", "instructions", "stream"):
             if reserved in params:
@@ -89,7 +90,10 @@ class OpenAIProvider:
                     f"remove temperature={temperature!r}."
                 )
         if endpoint == RESPONSES:
-            for old, new in (("max_tokens", "max_output_tokens"), ("max_completion_tokens", "max_output_tokens")):
+            for old, new in (
+                ("max_tokens", "max_output_tokens"),
+                ("max_completion_tokens", "max_output_tokens"),
+            ):
                 if old in params:
                     params.setdefault(new, params.pop(old))
         for key in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
@@ -109,14 +113,23 @@ class OpenAIProvider:
         params = dict(spec.params)
         rf = spec.response_format
         if spec.endpoint == RESPONSES:
-            items = [{"role": r, "content": jsonl.slot(part_name(i))} for i, r in enumerate(spec.roles)]
+            items = [
+                {"role": r, "content": jsonl.slot(part_name(i))} for i, r in enumerate(spec.roles)
+            ]
             body: dict[str, Any] = {"model": spec.model, "input": items, **params}
             if rf is not None:
                 body["text"] = {
-                    "format": {"type": "json_schema", "name": rf.name, "schema": rf.schema, "strict": rf.strict}
+                    "format": {
+                        "type": "json_schema",
+                        "name": rf.name,
+                        "schema": rf.schema,
+                        "strict": rf.strict,
+                    }
                 }
             return body
-        messages = [{"role": r, "content": jsonl.slot(part_name(i))} for i, r in enumerate(spec.roles)]
+        messages = [
+            {"role": r, "content": jsonl.slot(part_name(i))} for i, r in enumerate(spec.roles)
+        ]
         body = {"model": spec.model, "messages": messages, **params}
         if rf is not None:
             body["response_format"] = {
@@ -125,7 +138,9 @@ class OpenAIProvider:
             }
         return body
 
-    def encode(self, spec: RequestSpec, custom_ids: pa.Array, parts: Sequence[pa.Array]) -> pa.Array:
+    def encode(
+        self, spec: RequestSpec, custom_ids: pa.Array, parts: Sequence[pa.Array]
+    ) -> pa.Array:
         line = {
             "custom_id": jsonl.slot("custom_id"),
             "method": "POST",
@@ -151,7 +166,9 @@ class OpenAIProvider:
                     break
         return None
 
-    def create(self, spec: RequestSpec, path: Path, file_id: str | None, tag: dict[str, str]) -> str:
+    def create(
+        self, spec: RequestSpec, path: Path, file_id: str | None, tag: dict[str, str]
+    ) -> str:
         assert file_id is not None, "OpenAI batches need an uploaded file"
 
         with map_sdk_errors(NAME, "create the batch"):
@@ -163,13 +180,15 @@ class OpenAIProvider:
             )
         return str(batch.id)
 
-    def find_batch(self, tag: dict[str, str], *, since: float, total: int) -> str | None:
+    def find_batch(
+        self, tag: dict[str, str], *, since: float, total: int, claimed: frozenset[str]
+    ) -> str | None:
         with map_sdk_errors(NAME, "list batches"):
             for batch in self.client.batches.list(limit=100):
                 if batch.created_at < since - 600:
                     break
                 metadata = batch.metadata or {}
-                if all(metadata.get(k) == v for k, v in tag.items()):
+                if batch.id not in claimed and all(metadata.get(k) == v for k, v in tag.items()):
                     return str(batch.id)
         return None
 
@@ -215,7 +234,9 @@ def _status(batch: Any) -> RemoteStatus:
             errors.append((e.code or "batch_failed", f"{e.message or 'the batch failed'}{where}"))
     outcome = _OUTCOMES.get(batch.status, "running")
     if outcome == "running" and batch.status not in _OUTCOMES:
-        warnings.warn(f"Unknown OpenAI batch status {batch.status!r}; treating it as running.", stacklevel=2)
+        warnings.warn(
+            f"Unknown OpenAI batch status {batch.status!r}; treating it as running.", stacklevel=2
+        )
     return RemoteStatus(
         batch_id=str(batch.id),
         status=str(batch.status),
@@ -254,7 +275,9 @@ def decode_line(line: dict[str, Any]) -> Row:
             custom_id,
             "retry",
             error_code="empty_response",
-            error_message="the provider returned an empty result line (status_code 0); it will be retried",
+            error_message=(
+                "the provider returned an empty result line (status_code 0); it will be retried"
+            ),
         )
     code = str(body_error.get("code") or body_error.get("type") or f"http_{status}")
     fate = "retry" if status in _RETRY_STATUS or status >= 500 else "failed"
@@ -274,7 +297,9 @@ def _success(custom_id: Any, body: dict[str, Any]) -> Row:
             input_tokens=integer(usage.get("input_tokens")),
             output_tokens=integer(usage.get("output_tokens")),
             cached_tokens=integer(obj(usage.get("input_tokens_details")).get("cached_tokens")),
-            reasoning_tokens=integer(obj(usage.get("output_tokens_details")).get("reasoning_tokens")),
+            reasoning_tokens=integer(
+                obj(usage.get("output_tokens_details")).get("reasoning_tokens")
+            ),
         )
     choices = body.get("choices")
     choice = obj(choices[0]) if isinstance(choices, list) and choices else {}
@@ -287,12 +312,16 @@ def _success(custom_id: Any, body: dict[str, Any]) -> Row:
         custom_id,
         "ok",
         text=text,
-        finish_reason=choice.get("finish_reason") if isinstance(choice.get("finish_reason"), str) else None,
+        finish_reason=choice.get("finish_reason")
+        if isinstance(choice.get("finish_reason"), str)
+        else None,
         refusal=refusal if isinstance(refusal, str) else None,
         input_tokens=integer(usage.get("prompt_tokens")),
         output_tokens=integer(usage.get("completion_tokens")),
         cached_tokens=integer(obj(usage.get("prompt_tokens_details")).get("cached_tokens")),
-        reasoning_tokens=integer(obj(usage.get("completion_tokens_details")).get("reasoning_tokens")),
+        reasoning_tokens=integer(
+            obj(usage.get("completion_tokens_details")).get("reasoning_tokens")
+        ),
     )
 
 

@@ -70,6 +70,7 @@ class ShardRecord:
     ended_at: float | None = None
     not_before: float | None = None
     error: str | None = None
+    cancel_sent_at: float | None = None
 
 
 _JSON_FIELDS = {"spec", "options", "counts"}
@@ -230,6 +231,16 @@ class Store:
     def update_shard(self, job_id: str, shard: int, **changes: Any) -> None:
         _update(self, "shards", "job_id = ? AND shard = ?", (job_id, shard), changes)
 
+    def claim_cancel(self, job_id: str, shard: int) -> bool:
+        """True for exactly one caller per shard: the one that should send the cancel."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "UPDATE shards SET cancel_sent_at = ? "
+                "WHERE job_id = ? AND shard = ? AND cancel_sent_at IS NULL",
+                (time.time(), job_id, shard),
+            )
+            return cursor.rowcount == 1
+
     def collect_shard(
         self, job_id: str, shard: int, new_shards: list[ShardRecord], **changes: Any
     ) -> None:
@@ -252,7 +263,9 @@ class Store:
         return [(r[0], r[1], r[2]) for r in rows]
 
 
-def _update(store: Store, table: str, where: str, key: tuple[Any, ...], changes: dict[str, Any]) -> None:
+def _update(
+    store: Store, table: str, where: str, key: tuple[Any, ...], changes: dict[str, Any]
+) -> None:
     if not changes:
         return
     names = list(changes)
@@ -261,7 +274,9 @@ def _update(store: Store, table: str, where: str, key: tuple[Any, ...], changes:
     with store.transaction() as db:
         cursor = db.execute(f"UPDATE {table} SET {sets} WHERE {where}", (*values, *key))
         if cursor.rowcount != 1:
-            raise StoreError(f"Expected to update one {table[:-1]} for {key!r}, updated {cursor.rowcount}.")
+            raise StoreError(
+                f"Expected to update one {table[:-1]} for {key!r}, updated {cursor.rowcount}."
+            )
 
 
 def _job(row: sqlite3.Row) -> JobRecord:

@@ -52,4 +52,10 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         CREATE INDEX log_by_job ON log (job_id, at);
         """,
     ),
+    (
+        # Cancel requests are claimed once per batch, so a user cancel and a runner that
+        # notices it on its next poll never both call the provider.
+        "002_shard_cancel_sent",
+        "ALTER TABLE shards ADD COLUMN cancel_sent_at REAL;",
+    ),
 )

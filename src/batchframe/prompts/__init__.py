@@ -1,0 +1,1 @@
+"""From a frame and a template to keyed, deduplicated request lines."""
