@@ -70,7 +70,12 @@ def key_level(
         + message[gave_up]
         + " (gave up after "
         + attempts[gave_up].astype("string").fillna("?")
-        + " attempt(s))"
+        + pd.Series(
+            np.where(
+                attempts[gave_up].eq(1).fillna(False).to_numpy(bool), " attempt)", " attempts)"
+            ),
+            dtype="string",
+        ).set_axis(attempts[gave_up].index)
     )
     refused = ok & refusal.notna().to_numpy(dtype=bool)
     # The refusal's own words, unless the provider gave none (or only our placeholder).

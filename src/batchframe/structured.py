@@ -485,6 +485,9 @@ def _check(value: Any, schema: Any, root: dict[str, Any], where: str, depth: int
             return f"{at} needs at least {schema['minLength']} character(s)"
         if isinstance(schema.get("maxLength"), int) and len(value) > schema["maxLength"]:
             return f"{at} allows at most {schema['maxLength']} character(s)"
+        pattern = schema.get("pattern")
+        if isinstance(pattern, str) and _search(pattern, value) is False:
+            return f"{at} should match the pattern {pattern!r}, got {_short(value)}"
     elif isinstance(value, int | float) and not isinstance(value, bool):
         low, high = schema.get("minimum"), schema.get("maximum")
         if isinstance(low, int | float) and value < low:
@@ -492,6 +495,14 @@ def _check(value: Any, schema: Any, root: dict[str, Any], where: str, depth: int
         if isinstance(high, int | float) and value > high:
             return f"{at} should be <= {high}, got {value}"
     return None
+
+
+def _search(pattern: str, value: str) -> bool | None:
+    """Whether ``pattern`` matches (None when Python's re cannot read the pattern)."""
+    try:
+        return re.search(pattern, value) is not None
+    except re.error:
+        return None
 
 
 def _check_object(

@@ -336,6 +336,8 @@ def test_list_pages_newest_first(ant: Any) -> None:
     assert after.has_more is False
     before = ant.messages.batches.list(limit=1, before_id=made[2])
     assert [b.id for b in before.data] == [made[3]]
+    assert before.has_more is True  # made[4] is newer still
+    assert ant.messages.batches.list(limit=5, before_id=made[2]).has_more is False
     with pytest.raises(anthropic.BadRequestError):
         ant.messages.batches.list(limit=1001)
 

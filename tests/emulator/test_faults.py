@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -185,8 +186,10 @@ def test_should_retry_false_stops_the_sdk_retrying(emu: Emulator) -> None:
 
 def test_the_sdk_retries_injected_errors_it_may_retry(emu: Emulator) -> None:
     patient = emu.openai_client(max_retries=2)
-    emu.set_faults(FaultPlan(http_errors=[{"path": "/v1/files", "status": 503, "times": 2, "retry_after": 0}]))
+    emu.set_faults(FaultPlan(http_errors=[{"path": "/v1/files", "status": 503, "times": 2, "retry_after_ms": 1}]))
+    start = time.perf_counter()
     assert upload(patient, b"{}\n").id
+    assert time.perf_counter() - start < 0.5  # retry-after-ms honoured, no default backoff
     assert emu.stats()["http_calls"]["POST /v1/files"] == 3
 
 

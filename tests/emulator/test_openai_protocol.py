@@ -106,6 +106,26 @@ def test_files_list_pages_newest_first_and_filters_by_purpose(oai: Any) -> None:
     assert len(list(oai.files.list())) == 6
 
 
+def test_output_files_are_listed_even_before_the_batch_is_polled(emu: Emulator, oai: Any) -> None:
+    batch = submit(oai, [chat_line("a", "x"), chat_line("b", "EMU:400")])
+    emu.advance(PROCESSING + 1)
+    listed = {f.filename: f for f in oai.files.list(purpose="batch_output")}
+    assert len(listed) == 2
+    done = oai.batches.retrieve(batch.id)
+    assert {f.id for f in listed.values()} == {done.output_file_id, done.error_file_id}
+
+
+def test_control_calls_are_quick(oai: Any) -> None:
+    """No Nagle/delayed-ACK stall: a poll costs about a millisecond, not 40."""
+    import time
+
+    oai.batches.list()
+    start = time.perf_counter()
+    for _ in range(100):
+        oai.batches.list()
+    assert time.perf_counter() - start < 2.5
+
+
 def test_delete_file(oai: Any) -> None:
     f = upload(oai, b"{}\n")
     deleted = oai.files.delete(f.id)

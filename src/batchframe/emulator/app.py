@@ -62,6 +62,8 @@ class App:
             headers = {}
             if rule.get("retry_after") is not None:
                 headers["retry-after"] = str(rule["retry_after"])
+            if rule.get("retry_after_ms") is not None:
+                headers["retry-after-ms"] = str(rule["retry_after_ms"])
             if rule.get("should_retry") is not None:
                 headers["x-should-retry"] = "true" if rule["should_retry"] else "false"
             message = rule.get("message") or f"Injected HTTP {rule['status']} (FaultPlan.http_errors)."

@@ -16,7 +16,16 @@ from typing import Any
 MB = 1024 * 1024
 
 # Keys an `http_errors` rule may carry.
-_RULE_KEYS = {"method", "path", "status", "times", "retry_after", "should_retry", "message"}
+_RULE_KEYS = {
+    "method",
+    "path",
+    "status",
+    "times",
+    "retry_after",
+    "retry_after_ms",
+    "should_retry",
+    "message",
+}
 
 # Countdown fields: each positive value means "the next N ...".
 COUNTDOWNS = (
@@ -45,7 +54,9 @@ class FaultPlan:
     http_errors: list[dict[str, Any]] = field(default_factory=list)
     """Rules like {"method": "POST", "path": "/v1/files", "status": 429, "times": 2,
     "retry_after": 1, "should_retry": False}. `path` is a prefix, or an fnmatch pattern when it
-    contains * ? or [. `times` defaults to 1; null means every matching call."""
+    contains * ? or [. `times` defaults to 1; null means every matching call. `retry_after`
+    (seconds) and `retry_after_ms` set the retry-after / retry-after-ms headers (the SDKs
+    ignore a retry-after of 0 but honour retry-after-ms: 1), `should_retry` x-should-retry."""
     truncate_downloads: int = 0
     """The next N file-content / results downloads are cut off after about half the body."""
     fail_validation: int = 0

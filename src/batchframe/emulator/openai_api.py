@@ -132,6 +132,9 @@ class OpenAIApi:
             raise ApiError(400, "Invalid 'order': must be 'asc' or 'desc'.", param="order")
         purpose = req.query.get("purpose")
         with self.state.lock:
+            for batch in self.state.newest_first("openai"):
+                # Output files of batches that ended unobserved exist all the same.
+                openai_batch.materialize(self.state, batch)
             files = sorted(self.state.live_files(), key=lambda f: f.seq, reverse=order == "desc")
             if purpose:
                 files = [f for f in files if f.purpose == purpose]

@@ -196,14 +196,12 @@ class HttpServer:
     def start(self) -> None:
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            # shutdown() waits up to one poll interval: keep stop() (and test teardown) quick.
+            kwargs={"poll_interval": 0.01},
             name="batchframe-emulator",
             daemon=True,
         )
         self._thread.start()
-
-    def serve_forever(self) -> None:
-        self._server.serve_forever(poll_interval=0.2)
 
     def stop(self) -> None:
         if self._thread is not None:  # shutdown() would wait forever on a loop never started

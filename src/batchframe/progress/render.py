@@ -119,9 +119,11 @@ def summary_line(s: JobSnapshot) -> str:
     head = f"batchframe job {s.job_id} {s.state}"
     if s.state == "failed":
         return f"{head}: {s.message or 'no reason was reported'}"
+    rows = f"{format_count(s.rows)} rows"
+    if s.requests != s.rows:
+        rows += f" as {format_count(s.requests)} requests"
     parts = [
-        f"{format_count(s.rows)} rows",
-        f"{format_count(s.succeeded)} succeeded",
+        f"{rows}: {format_count(s.succeeded)} answered",
         f"{format_count(s.failed)} failed",
         f"cost {format_usd(s.actual_cost)}",
     ]
