@@ -24,7 +24,6 @@ from anthropic.types.messages import MessageBatch
 import batchframe
 from batchframe.emulator import Emulator, FaultPlan
 from batchframe.emulator.fates import canonical_body_hash
-from batchframe.estimate.prices import lookup
 from batchframe.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -33,6 +32,7 @@ from batchframe.errors import (
     ProviderUnavailableError,
     RateLimitError,
 )
+from batchframe.estimate.prices import lookup
 from batchframe.outcomes import settle
 from batchframe.providers.anthropic import DEFAULT_MAX_TOKENS, AnthropicProvider, _status
 
@@ -134,7 +134,9 @@ def test_braces_in_data_are_literal_text(emulator: Emulator, anthropic_client) -
 # -- row fates ------------------------------------------------------------------------------
 
 
-def test_invalid_request_row_is_kept_as_an_error_and_not_retried(emulator, anthropic_client) -> None:
+def test_invalid_request_row_is_kept_as_an_error_and_not_retried(
+    emulator, anthropic_client
+) -> None:
     df = pd.DataFrame({"review": ["fine", "broken EMU:400", "also fine"]}, index=["a", "b", "c"])
     out = df.llm.batch("Classify: {review}", model=MODEL, client=anthropic_client)
 
@@ -143,13 +145,18 @@ def test_invalid_request_row_is_kept_as_an_error_and_not_retried(emulator, anthr
     assert bad["output_error"].startswith("invalid_request_error: ")
     assert "Injected permanent error (EMU:400)" in bad["output_error"]  # the provider's words
     assert out.loc[["a", "c"], "output_error"].isna().all()
-    assert list(out.loc[["a", "c"], "output"]) == [answer("Classify: fine"), answer("Classify: also fine")]
+    assert list(out.loc[["a", "c"], "output"]) == [
+        answer("Classify: fine"),
+        answer("Classify: also fine"),
+    ]
     assert submissions(emulator, "Classify: broken EMU:400") == 1
     assert emulator.stats()["batches_created"] == 1
 
 
 @pytest.mark.parametrize("trigger", ["EMU:500", "EMU:429", "EMU:expire"])
-def test_transient_row_is_resubmitted_once_and_succeeds(emulator, anthropic_client, trigger) -> None:
+def test_transient_row_is_resubmitted_once_and_succeeds(
+    emulator, anthropic_client, trigger
+) -> None:
     df = pd.DataFrame({"review": ["one", f"two {trigger}", "three"]})
     out = df.llm.batch("Classify: {review}", model=MODEL, client=anthropic_client)
 
@@ -285,7 +292,9 @@ def test_system_message_pair_and_multi_turn_templates(emulator, anthropic_client
     assert emulator.stats()["submissions_by_body"] == {canonical_body_hash(params): 1}
 
     with pytest.raises(InputError, match="one system prompt"):
-        df.llm.batch([("user", "{review}"), ("system", "late")], model=MODEL, client=anthropic_client)
+        df.llm.batch(
+            [("user", "{review}"), ("system", "late")], model=MODEL, client=anthropic_client
+        )
     with pytest.raises(InputError, match="start with a user message"):
         df.llm.batch([("assistant", "{review}")], model=MODEL, client=anthropic_client)
 
@@ -305,7 +314,9 @@ def test_max_tokens_defaults_to_1024_and_can_be_set(emulator, anthropic_client) 
     assert "max_tokens" in out.loc[0, "output_error"]
 
     # OpenAI's spellings are accepted as the same thing.
-    df.llm.batch("Classify: {review}", model=MODEL, client=anthropic_client, max_completion_tokens=500)
+    df.llm.batch(
+        "Classify: {review}", model=MODEL, client=anthropic_client, max_completion_tokens=500
+    )
     assert emulator.stats()["submissions_by_body"][params_hash(prompt, max_tokens=500)] == 1
 
 
@@ -321,7 +332,9 @@ def test_max_tokens_defaults_to_1024_and_can_be_set(emulator, anthropic_client) 
         ({"messages": []}, "set by batchframe"),
     ],
 )
-def test_bad_parameters_fail_before_anything_is_sent(emulator, anthropic_client, params, match) -> None:
+def test_bad_parameters_fail_before_anything_is_sent(
+    emulator, anthropic_client, params, match
+) -> None:
     df = pd.DataFrame({"review": ["x"]})
     with pytest.raises(InputError, match=match):
         df.llm.batch("Classify: {review}", model=MODEL, client=anthropic_client, **params)
@@ -347,6 +360,26 @@ def test_other_parameters_pass_through_unchanged(emulator, anthropic_client) -> 
         out = df.llm.batch("Classify: {review}", model=MODEL, client=anthropic_client, **extra)
     assert out["output_error"].isna().all()
     assert submissions(emulator, "Classify: x", **extra) == 1
+
+
+def test_structured_answers_use_output_config(emulator, anthropic_client, tmp_path) -> None:
+    df = pd.DataFrame({"review": ["good", "bad EMU:malformed", "rude EMU:refuse"]})
+    out = df.llm.batch(
+        "Classify: {review}", model=MODEL, client=anthropic_client, choices=["pos", "neg"]
+    )
+    assert out.loc[0, "output"] in ("pos", "neg")
+    assert list(out["output"].cat.categories) == ["pos", "neg"]
+    assert out.loc[1, "output_error"].startswith("invalid_json")
+    assert out.loc[2, "output_error"].startswith("refusal")
+    assert out["output"].isna().sum() == 2
+
+    path = df.llm.to_jsonl(
+        tmp_path / "req.jsonl", "Classify: {review}", model=MODEL, choices=["pos", "neg"]
+    )
+    params = json.loads(path.read_text("utf-8").splitlines()[0])["params"]
+    assert params["output_config"]["format"]["type"] == "json_schema"
+    assert "pos" in json.dumps(params["output_config"]["format"]["schema"])
+    assert "response_format" not in params
 
 
 # -- usage ----------------------------------------------------------------------------------
@@ -395,7 +428,9 @@ def test_usage_columns_include_cache_tokens(emulator: Emulator, anthropic_client
     assert list(out.columns) == ["review", "output", "output_error", *cols]
 
     batch_id = emulator.stats()["batch_ids"][0]
-    lines = {line.custom_id: line.result for line in anthropic_client.messages.batches.results(batch_id)}
+    lines = {
+        line.custom_id: line.result for line in anthropic_client.messages.batches.results(batch_id)
+    }
     for i in (0, 1):
         usage = lines[f"r{i}"].message.usage
         assert out.loc[i, "output_input_tokens"] == usage.input_tokens
@@ -425,11 +460,15 @@ def test_cache_reads_and_writes_are_counted_and_priced(emulator: Emulator) -> No
     price = lookup(MODEL)
     assert price is not None and price.cache_read is not None and price.cache_write_5m is not None
     expected = (
-        uncached * price.input
-        + read * price.cache_read
-        + write * price.cache_write_5m
-        + out["output_output_tokens"] * price.output
-    ) * 1e-6 * price.batch_discount
+        (
+            uncached * price.input
+            + read * price.cache_read
+            + write * price.cache_write_5m
+            + out["output_output_tokens"] * price.output
+        )
+        * 1e-6
+        * price.batch_discount
+    )
     np.testing.assert_allclose(out["output_cost"].astype(float), expected.astype(float))
 
     summary = batchframe.attach(emulator_job_id()).summary()
@@ -567,7 +606,10 @@ def test_provider_is_inferred_from_claude_names_and_overridable(emulator, anthro
 
     # A gateway name that is not claude-*: provider= says who serves it.
     out = df.llm.batch(
-        "Classify: {review}", model="my-gateway-model", provider="anthropic", client=anthropic_client
+        "Classify: {review}",
+        model="my-gateway-model",
+        provider="anthropic",
+        client=anthropic_client,
     )
     assert out.loc[0, "output"] == answer("Classify: x")
     gateway = {"model": "my-gateway-model", "max_tokens": DEFAULT_MAX_TOKENS}
@@ -622,7 +664,9 @@ def test_missing_key_is_a_configuration_error(emulator: Emulator, monkeypatch, t
 # -- SDK errors -----------------------------------------------------------------------------
 
 
-def test_rejected_key_is_an_authentication_error_and_the_job_resumes(emulator, anthropic_client) -> None:
+def test_rejected_key_is_an_authentication_error_and_the_job_resumes(
+    emulator, anthropic_client
+) -> None:
     emulator.set_faults(
         FaultPlan(http_errors=[{"method": "POST", "path": "/v1/messages/batches", "status": 401}])
     )
@@ -713,8 +757,16 @@ def test_decoding_every_result_type(tmp_path: Path) -> None:
     assert (ok["fate"] == "ok").all()
     assert list(ok["text"]) == ["neutral", "negative", "negative", "positive", "Austin"]
     # Prompt tokens normalised to "all of them": uncached + cache reads + cache writes.
-    assert by_key.loc[0, ["input_tokens", "cached_tokens", "cache_write_tokens"]].tolist() == [1512, 0, 1500]
-    assert by_key.loc[1, ["input_tokens", "cached_tokens", "cache_write_tokens"]].tolist() == [1509, 1500, 0]
+    assert by_key.loc[0, ["input_tokens", "cached_tokens", "cache_write_tokens"]].tolist() == [
+        1512,
+        0,
+        1500,
+    ]
+    assert by_key.loc[1, ["input_tokens", "cached_tokens", "cache_write_tokens"]].tolist() == [
+        1509,
+        1500,
+        0,
+    ]
     assert by_key.loc[2, "reasoning_tokens"] == 110  # thinking text is not the answer
     assert by_key.loc[4, "finish_reason"] == "max_tokens"
     assert by_key.loc[5, "refusal"] == "the model declined to answer"
@@ -799,7 +851,9 @@ def test_recorded_anthropic_results_decode_to_sensible_fates(tmp_path: Path) -> 
         assert st.total == sum(data["request_counts"].values())
 
     ellmer = json.loads(
-        (RECORDED / "tidyverse__ellmer/tests/testthat/batch/state-capitals-anthropic.json").read_text()
+        (
+            RECORDED / "tidyverse__ellmer/tests/testthat/batch/state-capitals-anthropic.json"
+        ).read_text()
     )
     assert _status(MessageBatch.construct(**ellmer["batch"])).outcome == "ended"
     lines = tmp_path / "ellmer.jsonl"
@@ -808,12 +862,27 @@ def test_recorded_anthropic_results_decode_to_sensible_fates(tmp_path: Path) -> 
     assert rows["text"].tolist() == ["Des Moines", "Albany", "Sacramento", "Austin"]
     assert (rows["fate"] == "ok").all() and (rows["key"] == -1).all()
 
-    submission = json.loads((RECORDED / "jlawjlaw__yardbonita-ai/claude_batch_submission.json").read_text())
+    # The request lines batchframe writes have the shape the live API accepted.
+    recorded = json.loads(
+        (curator / "basic_batch_completion/00_request_create_message_batch.json").read_text()
+    )["requests"]
+    dishes = pd.DataFrame({"dish": [r["params"]["messages"][0]["content"] for r in recorded]})
+    model = recorded[0]["params"]["model"]
+    path = dishes.llm.to_jsonl(tmp_path / "dishes.jsonl", "{dish}", model=model, max_tokens=8192)
+    ours = [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+    assert [line["params"] for line in ours] == [r["params"] for r in recorded]
+    assert all(CUSTOM_ID.match(line["custom_id"]) for line in ours)
+
+    submission = json.loads(
+        (RECORDED / "jlawjlaw__yardbonita-ai/claude_batch_submission.json").read_text()
+    )
     st = _status(MessageBatch.construct(**submission))
     assert (st.outcome, st.total) == ("running", 20)
 
 
-def test_results_are_streamed_to_disk_not_held_in_memory(emulator, anthropic_client, tmp_path) -> None:
+def test_results_are_streamed_to_disk_not_held_in_memory(
+    emulator, anthropic_client, tmp_path
+) -> None:
     """download() writes the stream to a file the decoder then reads line by line."""
     df = pd.DataFrame({"review": [f"item {i}" for i in range(5)]})
     df.llm.batch("Classify: {review}", model=MODEL, client=anthropic_client)

@@ -112,8 +112,8 @@ def odd_indexes(draw: st.DrawFn) -> pd.Index:
         return pd.Index(draw(_with_duplicates(floats, n)), dtype="float64", name=name)
     if kind == "datetime_tz":
         tz = draw(st.sampled_from(["UTC", "Europe/Berlin", "Asia/Kolkata"]))
-        stamps = draw(_with_duplicates(st.integers(0, 2**40), n))
-        return pd.DatetimeIndex(pd.to_datetime(stamps, unit="s"), name=name).tz_localize(tz)
+        stamps = draw(_with_duplicates(st.integers(-(2**32), 2**32), n))
+        return pd.DatetimeIndex(pd.to_datetime(stamps, unit="s", utc=True), name=name).tz_convert(tz)
     if kind == "multi":
         left = draw(_with_duplicates(any_string, n))
         right = draw(_with_duplicates(st.integers(-5, 5), n))

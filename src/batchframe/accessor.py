@@ -108,6 +108,7 @@ class LLMAccessor:
             job_id = existing.id
             if (
                 existing.options.get("output") != output
+                or existing.options.get("prefix") != prefix
                 or bool(existing.options.get("usage")) != usage
             ):
                 store.update_job(

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from . import settings
+from .crashpoints import reached
 from .errors import JobBusyError, JobError, ProviderError
 from .events import JobSnapshot, Observer
 from .join import Columns, key_level, to_rows
@@ -272,6 +273,7 @@ class BatchJob:
             model=self._schema_model,
         )
         extra = _usage_columns(settled, job, columns) if options.get("usage") else None
+        reached("mid_join")
         row_keys = np.asarray(rows["key"].to_numpy(), dtype=np.int64)
         input_errors = rows["input_error"].combine_chunks()
         frame = frame.drop(

@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .crashpoints import reached
 from .errors import JobBusyError, ProviderError
 from .estimate.prices import lookup as lookup_price
 from .events import Event, EventKind, JobSnapshot, Observer
@@ -178,7 +179,9 @@ class Runner:
                 self.store.update_shard(
                     self.job_id, shard.shard, state="uploading", intent_at=time.time()
                 )
+                reached("before_upload")
                 file_id = self.provider.upload(path, shard.upload_name)
+                reached("after_upload")
             self.store.update_shard(self.job_id, shard.shard, state="uploaded", file_id=file_id)
             state = "uploaded"
         if self.job.cancel_requested:
@@ -195,7 +198,9 @@ class Runner:
             self.store.update_shard(
                 self.job_id, shard.shard, state="creating", intent_at=time.time()
             )
+            reached("before_create")
             batch_id = self.provider.create(self.spec, path, file_id, tag)
+            reached("after_create")
         self.store.update_shard(
             self.job_id, shard.shard, state="submitted", batch_id=batch_id, submitted_at=time.time()
         )
@@ -227,6 +232,7 @@ class Runner:
         downloads = self.folder / "downloads" / str(shard.shard)
         downloads.mkdir(parents=True, exist_ok=True, mode=0o700)
         paths = self.provider.download(status, downloads) if status.output_refs else []
+        reached("after_download")
         decoded = self.provider.decode(paths) if paths else rows_to_table([])
         keys = read_parquet(self.folder / "shards" / f"{shard.shard}.keys.parquet")["key"]
         results, notes = _reconcile(decoded, keys, status, cancelled=self.job.cancel_requested)
@@ -240,6 +246,7 @@ class Runner:
         for note in notes:
             self.store.log(self.job_id, "note", f"shard {shard.shard}: {note}")
         new_shards = self._plan_retries(shard, results, status)
+        reached("before_collect")
         self.store.collect_shard(self.job_id, shard.shard, new_shards, remote_status=status.status)
         self._refresh_tally()
 

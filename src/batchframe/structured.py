@@ -106,6 +106,12 @@ def schema_format(schema: Any) -> tuple[ResponseFormat, Any]:
             "schema= takes a pydantic model class or a JSON schema dict, got "
             f"{type(schema).__name__}."
         )
+    root_ref = raw.get("$ref")
+    if isinstance(root_ref, str) and "properties" not in raw:
+        # A recursive pydantic model: the root is a reference into $defs. Providers want an
+        # object at the root, so inline it there and keep $defs for the inner references.
+        rest = {k: v for k, v in raw.items() if k != "$ref"}
+        raw = {**_lookup(root_ref, raw), **rest}
     props = raw.get("properties")
     if raw.get("type") != "object" or not isinstance(props, dict) or not props:
         raise InputError(
@@ -255,7 +261,16 @@ def schema_columns(rf: ResponseFormat, output: str, prefix: str | None = None) -
             else:
                 fields.append(Field(head + ".".join((*path, name)), (*path, name), leaf))
 
-    walk(root["properties"], (), frozenset())
+    # A recursive model's root is one of its own $defs: references to it stay whole.
+    body = {k: v for k, v in root.items() if k not in ("$defs", "definitions")}
+    own = frozenset(
+        f"#/{key}/{name}"
+        for key in ("$defs", "definitions")
+        if isinstance(root.get(key), dict)
+        for name, sub in root[key].items()
+        if sub == body
+    )
+    walk(root["properties"], (), own)
     return fields
 
 

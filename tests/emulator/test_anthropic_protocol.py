@@ -39,7 +39,13 @@ def test_create_poll_and_results(emu: Emulator, ant: Any) -> None:
     assert created.type == "message_batch"
     assert created.id.startswith("msgbatch_")
     assert created.processing_status == "in_progress"
-    assert _counts(created) == {"processing": 20, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
+    assert _counts(created) == {
+        "processing": 20,
+        "succeeded": 0,
+        "errored": 0,
+        "canceled": 0,
+        "expired": 0,
+    }
     assert created.results_url is None
     assert created.ended_at is None and created.cancel_initiated_at is None
     assert created.archived_at is None
@@ -57,8 +63,16 @@ def test_create_poll_and_results(emu: Emulator, ant: Any) -> None:
     ended = ant.messages.batches.retrieve(created.id)
     assert ended.processing_status == "ended"
     assert ended.ended_at is not None
-    assert ended.ended_at - ended.created_at == pytest.approx(timedelta(seconds=PROCESSING), abs=timedelta(seconds=1))
-    assert _counts(ended) == {"processing": 0, "succeeded": 20, "errored": 0, "canceled": 0, "expired": 0}
+    assert ended.ended_at - ended.created_at == pytest.approx(
+        timedelta(seconds=PROCESSING), abs=timedelta(seconds=1)
+    )
+    assert _counts(ended) == {
+        "processing": 0,
+        "succeeded": 20,
+        "errored": 0,
+        "canceled": 0,
+        "expired": 0,
+    }
     assert ended.results_url == f"/v1/messages/batches/{created.id}/results"
 
     results = list(ant.messages.batches.results(created.id))
@@ -100,7 +114,9 @@ def test_results_file_is_raw_jsonl(emu: Emulator, ant: Any) -> None:
 
 def test_mixed_models_in_one_batch(emu: Emulator, ant: Any) -> None:
     batch, results = arun(
-        emu, ant, [areq("a", "x", model="claude-haiku-5-5"), areq("b", "y", model="claude-opus-5-5")]
+        emu,
+        ant,
+        [areq("a", "x", model="claude-haiku-5-5"), areq("b", "y", model="claude-opus-5-5")],
     )
     assert _counts(batch)["succeeded"] == 2
     assert results["a"].result.message.model == "claude-haiku-5-5"
@@ -112,7 +128,13 @@ def test_mixed_models_in_one_batch(emu: Emulator, ant: Any) -> None:
 
 def test_permanent_error_trigger(emu: Emulator, ant: Any) -> None:
     batch, results = arun(emu, ant, [areq("bad", "x EMU:400"), areq("good", "fine")])
-    assert _counts(batch) == {"processing": 0, "succeeded": 1, "errored": 1, "canceled": 0, "expired": 0}
+    assert _counts(batch) == {
+        "processing": 0,
+        "succeeded": 1,
+        "errored": 1,
+        "canceled": 0,
+        "expired": 0,
+    }
     bad = results["bad"].result
     assert bad.type == "errored"
     assert bad.error.error.type == "invalid_request_error"
@@ -134,7 +156,13 @@ def test_retryable_triggers_error_once(emu: Emulator, ant: Any, trigger: str, ki
 
 def test_expire_trigger(emu: Emulator, ant: Any) -> None:
     batch, results = arun(emu, ant, [areq("late", "EMU:expire"), areq("ok", "fine")])
-    assert _counts(batch) == {"processing": 0, "succeeded": 1, "errored": 0, "canceled": 0, "expired": 1}
+    assert _counts(batch) == {
+        "processing": 0,
+        "succeeded": 1,
+        "errored": 0,
+        "canceled": 0,
+        "expired": 1,
+    }
     assert results["late"].result.type == "expired"
     assert batch.processing_status == "ended"
     _, again = arun(emu, ant, [areq("late", "EMU:expire")])
@@ -175,7 +203,11 @@ class Review(BaseModel):
 def test_output_config_json_schema_conforms(emu: Emulator, ant: Any) -> None:
     schema = Review.model_json_schema()
     requests = [
-        areq(f"r{i}", f"review {i}", output_config={"format": {"type": "json_schema", "schema": schema}})
+        areq(
+            f"r{i}",
+            f"review {i}",
+            output_config={"format": {"type": "json_schema", "schema": schema}},
+        )
         for i in range(12)
     ]
     _, results = arun(emu, ant, requests)
@@ -236,7 +268,7 @@ def test_create_rejects_invalid_requests(ant: Any, requests: list[Any], needle: 
 
 def test_custom_id_alphabet_accepts_the_whole_range(emu: Emulator, ant: Any) -> None:
     ids = ["A-z_0-9", "x" * 64, "_", "-"]
-    batch, results = arun(emu, ant, [areq(i, i) for i in ids])
+    _, results = arun(emu, ant, [areq(i, i) for i in ids])
     assert set(results) == set(ids)
 
 

@@ -104,14 +104,18 @@ def test_row_error_rate_fails_a_stable_share_permanently(emu: Emulator, oai: Any
     assert batch.request_counts.failed == len(err)
     failing = sorted(err)
     # Permanent: the same bodies fail again, and nothing else does.
-    _, out2, err2 = outcome(emu, oai, lines)
+    _, _, err2 = outcome(emu, oai, lines)
     assert sorted(err2) == failing
     # Stable per seed: another emulator with the same seed picks the same rows ...
-    with Emulator(processing_seconds=PROCESSING, seed=11, faults=FaultPlan(row_error_rate=0.3)) as same:
+    with Emulator(
+        processing_seconds=PROCESSING, seed=11, faults=FaultPlan(row_error_rate=0.3)
+    ) as same:
         _, _, err3 = outcome(same, same.openai_client(max_retries=0), lines)
     assert sorted(err3) == failing
     # ... and a different seed picks different ones.
-    with Emulator(processing_seconds=PROCESSING, seed=12, faults=FaultPlan(row_error_rate=0.3)) as other:
+    with Emulator(
+        processing_seconds=PROCESSING, seed=12, faults=FaultPlan(row_error_rate=0.3)
+    ) as other:
         _, _, err4 = outcome(other, other.openai_client(max_retries=0), lines)
     assert sorted(err4) != failing
 
@@ -147,7 +151,11 @@ def test_row_rates_apply_to_anthropic(emu: Emulator, ant: Any) -> None:
 
 def test_http_429_on_upload_with_retry_after(emu: Emulator, oai: Any) -> None:
     emu.set_faults(
-        FaultPlan(http_errors=[{"method": "POST", "path": "/v1/files", "status": 429, "times": 2, "retry_after": 7}])
+        FaultPlan(
+            http_errors=[
+                {"method": "POST", "path": "/v1/files", "status": 429, "times": 2, "retry_after": 7}
+            ]
+        )
     )
     for _ in range(2):
         with pytest.raises(openai.RateLimitError) as info:
@@ -164,7 +172,11 @@ def test_http_429_on_upload_with_retry_after(emu: Emulator, oai: Any) -> None:
 
 def test_http_500_every_time_with_a_pattern(emu: Emulator, oai: Any) -> None:
     batch = submit(oai, [chat_line("a", "x")])
-    emu.set_faults(FaultPlan(http_errors=[{"method": "GET", "path": "/v1/batches/*", "status": 500, "times": None}]))
+    emu.set_faults(
+        FaultPlan(
+            http_errors=[{"method": "GET", "path": "/v1/batches/*", "status": 500, "times": None}]
+        )
+    )
     for _ in range(3):
         with pytest.raises(openai.InternalServerError):
             oai.batches.retrieve(batch.id)
@@ -176,17 +188,25 @@ def test_http_500_every_time_with_a_pattern(emu: Emulator, oai: Any) -> None:
 def test_should_retry_false_stops_the_sdk_retrying(emu: Emulator) -> None:
     patient = emu.openai_client(max_retries=2)
     emu.set_faults(
-        FaultPlan(http_errors=[{"path": "/v1/batches", "status": 500, "times": 5, "should_retry": False}])
+        FaultPlan(
+            http_errors=[{"path": "/v1/batches", "status": 500, "times": 5, "should_retry": False}]
+        )
     )
     with pytest.raises(openai.InternalServerError) as info:
-        patient.batches.create(input_file_id="file-x", endpoint="/v1/chat/completions", completion_window="24h")
+        patient.batches.create(
+            input_file_id="file-x", endpoint="/v1/chat/completions", completion_window="24h"
+        )
     assert info.value.response.headers["x-should-retry"] == "false"
     assert emu.stats()["http_errors_injected"] == 1
 
 
 def test_the_sdk_retries_injected_errors_it_may_retry(emu: Emulator) -> None:
     patient = emu.openai_client(max_retries=2)
-    emu.set_faults(FaultPlan(http_errors=[{"path": "/v1/files", "status": 503, "times": 2, "retry_after_ms": 1}]))
+    emu.set_faults(
+        FaultPlan(
+            http_errors=[{"path": "/v1/files", "status": 503, "times": 2, "retry_after_ms": 1}]
+        )
+    )
     start = time.perf_counter()
     assert upload(patient, b"{}\n").id
     assert time.perf_counter() - start < 0.5  # retry-after-ms honoured, no default backoff
@@ -194,7 +214,9 @@ def test_the_sdk_retries_injected_errors_it_may_retry(emu: Emulator) -> None:
 
 
 def test_http_errors_on_anthropic_paths_use_its_envelope(emu: Emulator, ant: Any) -> None:
-    emu.set_faults(FaultPlan(http_errors=[{"path": "/v1/messages/batches", "status": 529, "message": "busy"}]))
+    emu.set_faults(
+        FaultPlan(http_errors=[{"path": "/v1/messages/batches", "status": 529, "message": "busy"}])
+    )
     with pytest.raises(anthropic.APIStatusError) as info:
         ant.messages.batches.create(requests=[areq("a", "x")])
     assert info.value.status_code == 529
@@ -336,7 +358,9 @@ def test_enqueued_token_limit(emu: Emulator, oai: Any) -> None:
     emu.set_faults(FaultPlan(enqueued_token_limit=size * 2 - 1))
     running = submit(oai, _rows(10, "b"))  # fits alone
     over = submit(oai, _rows(10, "c"))  # does not fit next to the running one
-    other_model = submit(oai, [chat_line(f"m{i}", f"row text {i}", model="gpt-4o") for i in range(10)])
+    other_model = submit(
+        oai, [chat_line(f"m{i}", f"row text {i}", model="gpt-4o") for i in range(10)]
+    )
     emu.advance(PROCESSING / 2)
     assert oai.batches.retrieve(running.id).status == "in_progress"
     failed = oai.batches.retrieve(over.id)
@@ -438,7 +462,10 @@ def _answers(seed: int, body_lines: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def test_same_seed_and_body_give_the_same_answer() -> None:
-    schema = {"type": "object", "properties": {"v": {"type": "integer"}, "l": {"enum": ["a", "b", "c"]}}}
+    schema = {
+        "type": "object",
+        "properties": {"v": {"type": "integer"}, "l": {"enum": ["a", "b", "c"]}},
+    }
     lines = [
         chat_line(
             f"k{i}",
@@ -472,6 +499,8 @@ def test_unknown_lines_bodies_do_not_break_embeddings(emu: Emulator, oai: Any) -
         }
     ]
     f = upload(oai, jsonl(lines))
-    batch = oai.batches.create(input_file_id=f.id, endpoint="/v1/embeddings", completion_window="24h")
+    batch = oai.batches.create(
+        input_file_id=f.id, endpoint="/v1/embeddings", completion_window="24h"
+    )
     b = finish(emu, oai, batch.id)
     assert len(file_lines(oai, b.output_file_id)) == 2

@@ -317,9 +317,7 @@ def test_embeddings_batch(emu: Emulator, oai: Any) -> None:
     assert vectors[0] == vectors[2] != vectors[1]
 
 
-def test_max_completion_tokens_truncates_with_finish_reason_length(
-    emu: Emulator, oai: Any
-) -> None:
+def test_max_completion_tokens_truncates_with_finish_reason_length(emu: Emulator, oai: Any) -> None:
     text = "a fairly long sentence that certainly needs more than three tokens to echo"
     _, out, _ = outcome(emu, oai, [chat_line("a", text, max_completion_tokens=3)])
     body = out["a"]["response"]["body"]
@@ -395,7 +393,9 @@ def test_invalid_files_create_a_batch_that_fails(emu: Emulator, oai: Any, case: 
 def test_validation_reports_every_bad_line(emu: Emulator, oai: Any) -> None:
     data = jsonl([_line("a"), _line("a"), _line("b", url=RESPONSES)]) + b"oops\n"
     f = upload(oai, data)
-    b = finish(emu, oai, oai.batches.create(input_file_id=f.id, endpoint=CHAT, completion_window="24h").id)
+    b = finish(
+        emu, oai, oai.batches.create(input_file_id=f.id, endpoint=CHAT, completion_window="24h").id
+    )
     codes = [(e.code, e.line) for e in b.errors.data]
     assert codes == [("duplicate_custom_id", 2), ("url_mismatch", 3), ("invalid_json_line", 4)]
 
@@ -497,7 +497,9 @@ def test_retryable_triggers_fail_the_first_attempt_only(
     _, out, err = outcome(emu, oai, [line])
     assert not err
     assert out["x"]["response"]["status_code"] == 200
-    assert out["x"]["response"]["body"]["choices"][0]["message"]["content"] == f"echo: try {trigger}"
+    assert (
+        out["x"]["response"]["body"]["choices"][0]["message"]["content"] == f"echo: try {trigger}"
+    )
 
 
 def test_status0_trigger(emu: Emulator, oai: Any) -> None:
@@ -556,7 +558,9 @@ def test_malformed_trigger_breaks_structured_output(emu: Emulator, oai: Any) -> 
     bad = out["bad"]["response"]["body"]["choices"][0]["message"]["content"]
     with pytest.raises(ValueError):
         json.loads(bad)
-    Sentiment.model_validate_json(out["good"]["response"]["body"]["choices"][0]["message"]["content"])
+    Sentiment.model_validate_json(
+        out["good"]["response"]["body"]["choices"][0]["message"]["content"]
+    )
 
 
 def test_a_batch_where_every_row_fails_completes_with_only_an_error_file(
@@ -662,7 +666,9 @@ def test_responses_json_schema_and_enum(emu: Emulator, oai: Any) -> None:
             "body": {
                 "model": GPT,
                 "input": f"classify {i}",
-                "text": {"format": {"type": "json_schema", "name": "c", "schema": schema, "strict": True}},
+                "text": {
+                    "format": {"type": "json_schema", "name": "c", "schema": schema, "strict": True}
+                },
             },
         }
         for i in range(6)
@@ -778,7 +784,10 @@ def test_realtime_chat_and_input_token_count(emu: Emulator, oai: Any) -> None:
     assert reply.choices[0].message.content == "echo: hi there"
     count = oai.responses.input_tokens.count(model=GPT, input="hi there")
     assert count.input_tokens > 0
-    assert count.input_tokens == oai.responses.input_tokens.count(model=GPT, input="hi there").input_tokens
+    assert (
+        count.input_tokens
+        == oai.responses.input_tokens.count(model=GPT, input="hi there").input_tokens
+    )
     with pytest.raises(openai.BadRequestError):
         oai.chat.completions.create(model=GPT, messages=[{"role": "user", "content": "EMU:400"}])
     stats = emu.stats()
@@ -791,4 +800,7 @@ def test_large_batch_is_fast_and_complete(emu: Emulator, oai: Any) -> None:
     batch, out, err = outcome(emu, oai, lines)
     assert batch.status == "completed"
     assert len(out) == 2000 and not err
-    assert read_jsonl(oai.files.content(batch.output_file_id).text)[0]["response"]["status_code"] == 200
+    assert (
+        read_jsonl(oai.files.content(batch.output_file_id).text)[0]["response"]["status_code"]
+        == 200
+    )

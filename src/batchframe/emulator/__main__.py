@@ -11,6 +11,8 @@ from pathlib import Path
 from .emulator import Emulator
 from .faults import FaultPlan
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
 
 def _faults(text: str | None) -> FaultPlan | None:
     if not text:
@@ -40,19 +42,21 @@ def main(argv: list[str] | None = None) -> int:
     emu = Emulator(
         port=args.port, processing_seconds=args.processing_seconds, seed=args.seed, faults=plan
     )
-    emu.start()
-    print(f"batchframe emulator listening on {emu.url}", flush=True)
-    print(f"OPENAI_BASE_URL={emu.openai_base_url}", flush=True)
-    print(f"ANTHROPIC_BASE_URL={emu.anthropic_base_url}", flush=True)
+    # Both signals just end the wait below, whenever they arrive: a KeyboardInterrupt raised
+    # between two statements could otherwise escape before the try block is entered.
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in STOP_SIGNALS}
     try:
+        emu.start()
+        print(f"batchframe emulator listening on {emu.url}", flush=True)
+        print(f"OPENAI_BASE_URL={emu.openai_base_url}", flush=True)
+        print(f"ANTHROPIC_BASE_URL={emu.anthropic_base_url}", flush=True)
         while not stop.wait(0.5):
             pass
-    except KeyboardInterrupt:
-        pass
     finally:
         emu.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
 
 

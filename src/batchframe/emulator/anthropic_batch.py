@@ -8,7 +8,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import ids
-from .anthropic_bodies import CUSTOM_ID, check_params, check_row, error_object, for_anthropic, message
+from .anthropic_bodies import (
+    CUSTOM_ID,
+    check_params,
+    check_row,
+    error_object,
+    for_anthropic,
+    message,
+)
 from .errors import ApiError
 from .fates import canonical_body_hash, decide
 from .prompts import from_anthropic
@@ -29,7 +36,8 @@ def _validate(payload: dict[str, Any], size: int, state: State) -> list[dict[str
     plan = state.plan
     if size > plan.anthropic_max_bytes:
         raise ApiError(
-            413, f"Request too large: {size} bytes; a batch may be at most {plan.anthropic_max_bytes}."
+            413,
+            f"Request too large: {size} bytes; a batch may be at most {plan.anthropic_max_bytes}.",
         )
     if len(requests) > plan.anthropic_max_requests:
         raise ApiError(
@@ -124,7 +132,11 @@ def _apply_line_faults(state: State, lines: list[dict[str, Any]]) -> None:
         del lines[i]
     lines.extend(lines[: plan.take_all("duplicate_lines")])
     for n in range(plan.take_all("unknown_lines")):
-        params = {"model": "emulator", "max_tokens": 16, "messages": [{"role": "user", "content": "unknown"}]}
+        params = {
+            "model": "emulator",
+            "max_tokens": 16,
+            "messages": [{"role": "user", "content": "unknown"}],
+        }
         lines.append(
             {
                 "custom_id": f"emulator-unknown-{n}",
@@ -155,7 +167,9 @@ def materialize(state: State, batch: BatchRecord) -> None:
     state.record_retryable(retry)
     _apply_line_faults(state, lines)
     random.Random(f"{state.seed}:{batch.id}:results").shuffle(lines)
-    text = "".join(json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n" for line in lines)
+    text = "".join(
+        json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n" for line in lines
+    )
     batch.results = text.encode("utf-8")
     batch.counts = counts
 
@@ -173,13 +187,17 @@ def to_json(state: State, batch: BatchRecord, *, fresh: bool = False) -> dict[st
     status = "ended" if ended is not None else "in_progress"
     if ended is None and s.cancel_at is not None:
         status = "canceling"
-    counts = batch.counts if ended is not None else {
-        "processing": len(batch.rows),
-        "succeeded": 0,
-        "errored": 0,
-        "canceled": 0,
-        "expired": 0,
-    }
+    counts = (
+        batch.counts
+        if ended is not None
+        else {
+            "processing": len(batch.rows),
+            "succeeded": 0,
+            "errored": 0,
+            "canceled": 0,
+            "expired": 0,
+        }
+    )
     return {
         "id": batch.id,
         "type": "message_batch",

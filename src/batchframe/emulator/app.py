@@ -66,10 +66,14 @@ class App:
                 headers["retry-after-ms"] = str(rule["retry_after_ms"])
             if rule.get("should_retry") is not None:
                 headers["x-should-retry"] = "true" if rule["should_retry"] else "false"
-            message = rule.get("message") or f"Injected HTTP {rule['status']} (FaultPlan.http_errors)."
+            message = (
+                rule.get("message") or f"Injected HTTP {rule['status']} (FaultPlan.http_errors)."
+            )
             raise ApiError(int(rule["status"]), str(message), headers=headers)
         if "authorization" not in req.headers and "x-api-key" not in req.headers:
-            raise ApiError(401, "You didn't provide an API key (Authorization: Bearer or x-api-key).")
+            raise ApiError(
+                401, "You didn't provide an API key (Authorization: Bearer or x-api-key)."
+            )
         if is_anthropic_path(req.path) and not req.headers.get("anthropic-version"):
             # As the real API: any version is accepted, but one must be sent.
             raise ApiError(400, "anthropic-version: header is required")

@@ -68,7 +68,9 @@ def openai_envelope(
 ) -> dict[str, Any]:
     if status == 429 and code is None:
         code = "rate_limit_exceeded"
-    return {"error": {"message": message, "type": openai_type(status), "param": param, "code": code}}
+    return {
+        "error": {"message": message, "type": openai_type(status), "param": param, "code": code}
+    }
 
 
 def anthropic_envelope(status: int, message: str, request_id: str | None) -> dict[str, Any]:

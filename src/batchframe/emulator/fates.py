@@ -78,7 +78,10 @@ def decide(text: str, body_hash: str, attempt: int, plan: FaultPlan, seed: int) 
         return Fate("expire")
     if plan.row_error_rate and _draw(seed, "4xx", body_hash) < plan.row_error_rate:
         return Fate("error", 400, "Injected permanent row error (FaultPlan.row_error_rate).")
-    if first and plan.row_server_error_rate:
-        if _draw(seed, "5xx", body_hash) < plan.row_server_error_rate:
-            return SERVER_ERROR
+    if (
+        first
+        and plan.row_server_error_rate
+        and _draw(seed, "5xx", body_hash) < plan.row_server_error_rate
+    ):
+        return SERVER_ERROR
     return OK

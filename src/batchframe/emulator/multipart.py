@@ -22,7 +22,10 @@ class Part:
 
 def parse(content_type: str, body: bytes) -> dict[str, Part]:
     """Parts by field name (a repeated name keeps the last part)."""
-    if not content_type.lower().startswith("multipart/form-data") or "boundary=" not in content_type:
+    if (
+        not content_type.lower().startswith("multipart/form-data")
+        or "boundary=" not in content_type
+    ):
         raise ApiError(400, "Expected a multipart/form-data body with a boundary.")
     head = b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n"
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)

@@ -100,8 +100,12 @@ class OpenAIApi:
             )
         expires_after = None
         if "expires_after[anchor]" in parts or "expires_after[seconds]" in parts:
-            anchor = parts["expires_after[anchor]"].text() if "expires_after[anchor]" in parts else ""
-            seconds_raw = parts["expires_after[seconds]"].text() if "expires_after[seconds]" in parts else ""
+            anchor = (
+                parts["expires_after[anchor]"].text() if "expires_after[anchor]" in parts else ""
+            )
+            seconds_raw = (
+                parts["expires_after[seconds]"].text() if "expires_after[seconds]" in parts else ""
+            )
             if anchor != "created_at" or not seconds_raw.isdigit():
                 raise ApiError(400, "Invalid 'expires_after'.", param="expires_after")
             expires_after = int(seconds_raw)
@@ -113,11 +117,13 @@ class OpenAIApi:
                 )
         with self.state.lock:
             now = self.state.clock.now()
-            ttl = expires_after if expires_after is not None else None
+            ttl: float | None = None if expires_after is None else float(expires_after)
             if ttl is None and purpose == "batch":
                 ttl = INPUT_RETENTION
             expires = None if ttl is None else now + ttl
-            stored = self.state.add_file(ids.file_id(), upload.filename, purpose, upload.data, expires)
+            stored = self.state.add_file(
+                ids.file_id(), upload.filename, purpose, upload.data, expires, created_at=now
+            )
             self.state.counters.uploads += 1
             return Response.json(stored.to_json())
 
@@ -217,4 +223,3 @@ class OpenAIApi:
             self.state.counters.token_count_calls += 1
         n = input_tokens(RESPONSES, body)
         return Response.json({"object": "response.input_tokens", "input_tokens": n})
-

@@ -189,7 +189,12 @@ def _status(stage: str) -> str:
 
 
 def _line(custom_id: str, response: Any, error: Any) -> dict[str, Any]:
-    return {"id": ids.batch_request_id(), "custom_id": custom_id, "response": response, "error": error}
+    return {
+        "id": ids.batch_request_id(),
+        "custom_id": custom_id,
+        "response": response,
+        "error": error,
+    }
 
 
 def _row_line(endpoint: str, row: Row) -> tuple[dict[str, Any], bool]:
@@ -198,7 +203,11 @@ def _row_line(endpoint: str, row: Row) -> tuple[dict[str, Any], bool]:
     if fate.kind == "status0":  # as recorded from the real service
         return _line(row.custom_id, {"status_code": 0, "request_id": "", "body": {}}, None), False
     if fate.kind == "error":
-        response = {"status_code": fate.status, "request_id": ids.request_id(), "body": error_body(fate)}
+        response = {
+            "status_code": fate.status,
+            "request_id": ids.request_id(),
+            "body": error_body(fate),
+        }
         return _line(row.custom_id, response, None), False
     body = render(endpoint, row.body, int(row.done_at))
     response = {"status_code": 200, "request_id": ids.request_id(), "body": body}
@@ -223,7 +232,9 @@ def _apply_line_faults(state: State, lines: list[dict[str, Any]], endpoint: str)
         lines.append(_row_line(endpoint, fake)[0])
 
 
-def _write(state: State, batch: BatchRecord, kind: str, lines: list[dict[str, Any]], at: float) -> str | None:
+def _write(
+    state: State, batch: BatchRecord, kind: str, lines: list[dict[str, Any]], at: float
+) -> str | None:
     if not lines:
         return None
     random.Random(f"{state.seed}:{batch.id}:{kind}").shuffle(lines)
@@ -231,7 +242,12 @@ def _write(state: State, batch: BatchRecord, kind: str, lines: list[dict[str, An
     after = batch.info.get("output_expires_after")
     ttl = float(after["seconds"]) if isinstance(after, dict) else OUTPUT_RETENTION
     stored = state.add_file(
-        ids.file_id(), f"batch_{batch.id}_{kind}.jsonl", "batch_output", data.encode(), at + ttl, created_at=at
+        ids.file_id(),
+        f"batch_{batch.id}_{kind}.jsonl",
+        "batch_output",
+        data.encode(),
+        at + ttl,
+        created_at=at,
     )
     return stored.id
 

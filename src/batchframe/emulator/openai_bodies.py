@@ -53,13 +53,9 @@ def check(endpoint: str, body: dict[str, Any]) -> Fate | None:
     """The 400 the real endpoint would answer for this body, or None if it would run."""
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        return _bad(
-            "You must provide a model parameter.", "model", "missing_required_parameter"
-        )
+        return _bad("You must provide a model parameter.", "model", "missing_required_parameter")
     if endpoint not in _REQUIRED:
-        return _bad(
-            f"The emulator does not run {endpoint} requests.", None, "unsupported_endpoint"
-        )
+        return _bad(f"The emulator does not run {endpoint} requests.", None, "unsupported_endpoint")
     required = _REQUIRED[endpoint]
     if body.get(required) in (None, "", []):
         return _bad(

@@ -73,14 +73,19 @@ def _openai_tool_schemas(tools: Any) -> dict[str, Any]:
     for tool in tools if isinstance(tools, list) else []:
         if not isinstance(tool, dict):
             continue
-        fn = tool.get("function") if isinstance(tool.get("function"), dict) else tool
+        nested = tool.get("function")  # chat nests the function; responses does not
+        fn: dict[str, Any] = nested if isinstance(nested, dict) else tool
         if isinstance(fn.get("name"), str):
             out[fn["name"]] = fn.get("parameters") or {"type": "object", "properties": {}}
     return out
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def from_chat(body: dict[str, Any]) -> Prompt:
-    messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+    messages = _list(body.get("messages"))
     texts = tuple(_text_of(m.get("content")) for m in messages if isinstance(m, dict))
     fmt = body.get("response_format")
     wants_json, schema = _openai_format(fmt, nested=True)
@@ -129,7 +134,7 @@ def from_completions(body: dict[str, Any]) -> Prompt:
 
 
 def from_anthropic(params: dict[str, Any]) -> Prompt:
-    messages = params.get("messages") if isinstance(params.get("messages"), list) else []
+    messages = _list(params.get("messages"))
     texts = [_text_of(m.get("content")) for m in messages if isinstance(m, dict)]
     system = params.get("system")
     if system:
@@ -140,7 +145,7 @@ def from_anthropic(params: dict[str, Any]) -> Prompt:
     if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
         wants_json, schema = True, fmt.get("schema") or {}
     tools: dict[str, Any] = {}
-    for t in params.get("tools") or []:
+    for t in _list(params.get("tools")):
         if isinstance(t, dict) and isinstance(t.get("name"), str):
             tools[t["name"]] = t.get("input_schema") or {"type": "object", "properties": {}}
     tool = _forced_tool(params.get("tool_choice"), list(tools), forced_type="tool")

@@ -173,7 +173,7 @@ def _minimal(schema: Any) -> Any:
         return None
     kind = schema.get("type")
     return {"object": {}, "array": [], "string": "", "integer": 0, "number": 0.0}.get(
-        kind if isinstance(kind, str) else "", None
+        kind if isinstance(kind, str) else ""
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -106,10 +107,8 @@ class _Server(ThreadingHTTPServer):
         """Shut idle keep-alive connections so their handler threads end with the server."""
         with self.sockets_lock:
             for sock in list(self.open_sockets):
-                try:
+                with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
             self.open_sockets.clear()
 
 
@@ -132,12 +131,12 @@ class _Handler(BaseHTTPRequestHandler):
             with self.server.sockets_lock:
                 self.server.open_sockets.discard(self.connection)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:  # the stdlib signature
         pass  # the SDKs' own logging is enough; a server log would flood test output
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 if size == 0:
@@ -172,10 +171,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(response.body[: len(response.body) // 2])
             self.wfile.flush()
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             return
         self.wfile.write(response.body)
 

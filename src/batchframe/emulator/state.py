@@ -13,8 +13,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .faults import FaultPlan
 from .fates import Fate
+from .faults import FaultPlan
 from .timeline import Schedule
 
 Provider = Literal["openai", "anthropic"]

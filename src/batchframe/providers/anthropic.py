@@ -115,7 +115,9 @@ class AnthropicProvider:
         for reserved in ("model", "messages", "system", "stream"):
             if reserved in params:
                 hint = " Pass system= instead." if reserved == "system" else ""
-                raise InputError(f"{reserved}= is set by batchframe; remove it from the call.{hint}")
+                raise InputError(
+                    f"{reserved}= is set by batchframe; remove it from the call.{hint}"
+                )
         foreign = [k for k in _OPENAI_ONLY if k in params]
         if foreign:
             hints = "; ".join(f"{k}: {_OPENAI_ONLY[k]}" for k in foreign)
@@ -197,7 +199,9 @@ class AnthropicProvider:
             body["output_config"] = config
         return body
 
-    def encode(self, spec: RequestSpec, custom_ids: pa.Array, parts: Sequence[pa.Array]) -> pa.Array:
+    def encode(
+        self, spec: RequestSpec, custom_ids: pa.Array, parts: Sequence[pa.Array]
+    ) -> pa.Array:
         line = {"custom_id": jsonl.slot("custom_id"), "params": self.body_template(spec)}
         columns = {"custom_id": custom_ids, **{part_name(i): p for i, p in enumerate(parts)}}
         return jsonl.fill(line, columns, len(custom_ids))
@@ -210,7 +214,9 @@ class AnthropicProvider:
     def find_upload(self, name: str) -> str | None:
         return None
 
-    def create(self, spec: RequestSpec, path: Path, file_id: str | None, tag: dict[str, str]) -> str:
+    def create(
+        self, spec: RequestSpec, path: Path, file_id: str | None, tag: dict[str, str]
+    ) -> str:
         requests = [orjson.loads(line) for line in iter_lines([path])]
         with map_sdk_errors(NAME, "create the message batch"):
             batch = self.client.messages.batches.create(requests=requests)
@@ -311,7 +317,7 @@ def _status(batch: Any) -> RemoteStatus:
         succeeded=int(counts.succeeded),
         failed=int(counts.errored + counts.canceled + counts.expired),
         output_refs=("results",) if ended and batch.results_url else (),
-        raw=batch.model_dump(mode="json"),
+        raw=batch.model_dump(mode="json", warnings=False),
     )
 
 

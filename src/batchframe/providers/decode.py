@@ -18,6 +18,7 @@ import orjson
 import pyarrow as pa
 
 from ..records import RESULT_SCHEMA
+from ..crashpoints import reached
 
 _KEY_RE = re.compile(r"^r([0-9]{1,18})$")
 _ID_IN_BROKEN_LINE = re.compile(rb'"custom_id"\s*:\s*"(r[0-9]{1,18})"')
@@ -115,5 +116,6 @@ def write_stream(chunks: Iterator[bytes], path: Path) -> int:
         for chunk in chunks:
             out.write(chunk)
             size += len(chunk)
+            reached("mid_download")
     tmp.replace(path)
     return size
