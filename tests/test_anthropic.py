@@ -579,6 +579,24 @@ def test_cancel_part_way_keeps_finished_answers() -> None:
         assert emu.stats()["batches_created"] == 1
 
 
+def test_a_batch_cancelled_elsewhere_is_resubmitted() -> None:
+    """canceled results the user did not ask for (console, another tool) are retryable."""
+    with Emulator(processing_seconds=0.2, seed=1, faults=FaultPlan(stall_batches=1)) as emu:
+        client = emu.anthropic_client(max_retries=0)
+        df = pd.DataFrame({"review": [f"item {i}" for i in range(6)]})
+        job = df.llm.batch("Classify: {review}", model=MODEL, client=client, wait=False)
+        wait_for(lambda: emu.stats()["batches_created"] == 1)
+        client.messages.batches.cancel(emu.stats()["batch_ids"][0])
+        out = job.result(timeout=30)
+
+        assert out["output_error"].isna().all(), out["output_error"].dropna()
+        assert list(out["output"]) == [answer(f"Classify: item {i}") for i in range(6)]
+        assert job.record.state == "finished"
+        stats = emu.stats()
+        assert list(stats["custom_ids_by_batch"].values()) == [6, 6]
+        assert stats["duplicate_submissions"] == 0
+
+
 def test_cancel_while_the_batch_is_being_created_still_cancels_it() -> None:
     """A cancel that lands before the batch id is stored is carried out at the next poll."""
     with Emulator(processing_seconds=0.2, seed=1, faults=FaultPlan(stall_batches=1)) as emu:

@@ -100,9 +100,11 @@ CASES: list[tuple[str, Case, type[Exception], list[str]]] = [
     ),
     (
         "missing value with on_missing='raise'",
-        lambda c: frame()
-        .assign(review=["great", None, "awful"])
-        .llm.batch("{review}", model=MODEL, client=c, on_missing="raise"),
+        lambda c: (
+            frame()
+            .assign(review=["great", None, "awful"])
+            .llm.batch("{review}", model=MODEL, client=c, on_missing="raise")
+        ),
         InputError,
         ["'review'", "'r2'"],
     ),
@@ -282,16 +284,20 @@ def test_bad_input_fails_before_sending(
 def test_claude_specific_input_errors(emulator: Emulator, anthropic_client: Any) -> None:
     with pytest.raises(InputError, match="system prompt"):
         frame().llm.batch(
-            [("user", "{review}"), ("system", "late")], model="claude-haiku-4-5",
+            [("user", "{review}"), ("system", "late")],
+            model="claude-haiku-4-5",
             client=anthropic_client,
         )
     with pytest.raises(InputError, match="start with a user message"):
         frame().llm.batch(
-            [("assistant", "Sure."), ("user", "{review}")], model="claude-haiku-4-5",
+            [("assistant", "Sure."), ("user", "{review}")],
+            model="claude-haiku-4-5",
             client=anthropic_client,
         )
     with pytest.raises(InputError, match="max_tokens"):
-        frame().llm.batch("{review}", model="claude-haiku-4-5", client=anthropic_client, max_tokens=0)
+        frame().llm.batch(
+            "{review}", model="claude-haiku-4-5", client=anthropic_client, max_tokens=0
+        )
     assert_nothing_sent(emulator)
 
 
@@ -379,7 +385,10 @@ def test_every_row_missing_sends_nothing(emulator: Emulator, openai_client: Any)
 
 def test_numpy_parameters_are_sent_as_plain_json(emulator: Emulator, openai_client: Any) -> None:
     out = frame().llm.batch(
-        "{review}", model=MODEL, client=openai_client, max_tokens=np.int64(50),
+        "{review}",
+        model=MODEL,
+        client=openai_client,
+        max_tokens=np.int64(50),
         temperature=np.float32(0.5),
     )
     assert out["output_error"].isna().all()

@@ -48,7 +48,7 @@ def test_ids_that_are_not_ours_map_to_minus_one(junk: str | None) -> None:
 
 # -- dedup and keys --------------------------------------------------------------------------
 
-prompt_text = st.text(alphabet="ab{}\"\n é", max_size=3)
+prompt_text = st.text(alphabet='ab{}"\n é', max_size=3)
 
 
 @given(st.lists(st.tuples(prompt_text, prompt_text), min_size=1, max_size=40))
@@ -73,7 +73,11 @@ def test_identical_prompts_share_a_key(rows: list[tuple[str, str]]) -> None:
 def test_dedupe_false_gives_every_row_its_own_key() -> None:
     frame = pd.DataFrame({"a": ["x", "x", "y"]})
     prepared = prepare(
-        frame, SPEC, [parse("{a}", frame.columns)], labels={"a": "a"}, on_missing="raise",
+        frame,
+        SPEC,
+        [parse("{a}", frame.columns)],
+        labels={"a": "a"},
+        on_missing="raise",
         dedupe=False,
     )
     assert prepared.row_keys.tolist() == [0, 1, 2]
@@ -82,7 +86,9 @@ def test_dedupe_false_gives_every_row_its_own_key() -> None:
 
 def test_rows_with_input_errors_get_no_key() -> None:
     frame = pd.DataFrame({"a": ["x", None, "x", "y"]})
-    prepared = prepare(frame, SPEC, [parse("{a}", frame.columns)], labels={"a": "a"}, on_missing="row_error")
+    prepared = prepare(
+        frame, SPEC, [parse("{a}", frame.columns)], labels={"a": "a"}, on_missing="row_error"
+    )
     assert prepared.row_keys.tolist() == [0, -1, 0, 1]
     assert prepared.input_errors.to_pylist()[1].startswith("missing value in column 'a'")
 
@@ -113,7 +119,9 @@ def odd_indexes(draw: st.DrawFn) -> pd.Index:
     if kind == "datetime_tz":
         tz = draw(st.sampled_from(["UTC", "Europe/Berlin", "Asia/Kolkata"]))
         stamps = draw(_with_duplicates(st.integers(-(2**32), 2**32), n))
-        return pd.DatetimeIndex(pd.to_datetime(stamps, unit="s", utc=True), name=name).tz_convert(tz)
+        return pd.DatetimeIndex(pd.to_datetime(stamps, unit="s", utc=True), name=name).tz_convert(
+            tz
+        )
     if kind == "multi":
         left = draw(_with_duplicates(any_string, n))
         right = draw(_with_duplicates(st.integers(-5, 5), n))
@@ -149,7 +157,7 @@ def test_any_index_round_trips(
     fast_emulator: Emulator, provider: str, index: pd.Index, data: st.DataObject
 ) -> None:
     n = len(index)
-    texts = data.draw(_with_duplicates(st.sampled_from(["a", "b {c}", "ü\n\"q\"", None]), n))
+    texts = data.draw(_with_duplicates(st.sampled_from(["a", "b {c}", 'ü\n"q"', None]), n))
     frame = pd.DataFrame({"text": texts, "n": np.arange(n), "keep": [f"k{i}" for i in range(n)]})
     frame.index = index
     fast_emulator.reset()
@@ -167,8 +175,9 @@ def test_any_index_round_trips(
     assert plain(out["output"]) == [None if t is None else "echo: Say " + t for t in texts]
     errors = plain(out["output_error"])
     assert errors == [
-        None if t is not None else "missing value in column 'text'; no request was sent "
-        "(on_missing='row_error')"
+        None
+        if t is not None
+        else "missing value in column 'text'; no request was sent (on_missing='row_error')"
         for t in texts
     ]
     stats = fast_emulator.stats()

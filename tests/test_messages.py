@@ -27,7 +27,12 @@ def frame() -> pd.DataFrame:
         {
             "customer": ["Ana", "Kenji", "Zoë", "Ana"],
             "channel": ["email", "chat", "phone", "email"],
-            "body": ['Refund {#12} "late"', "Crash\non login", "Wo ist mein Paket?", 'Refund {#12} "late"'],
+            "body": [
+                'Refund {#12} "late"',
+                "Crash\non login",
+                "Wo ist mein Paket?",
+                'Refund {#12} "late"',
+            ],
             "team": ["payments", "mobile", "logistics", "payments"],
         },
         index=pd.Index(["a", "b", "c", "d"], name="ticket"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from enum import Enum
+from enum import StrEnum
 from importlib import resources
 from typing import Any
 
@@ -82,7 +82,9 @@ def test_choices_over_200_tickets(emulator: Emulator, provider: str, client: Any
     assert list(out["label"].cat.categories) == LABELS
     assert out["label"].notna().all() and out["label_error"].isna().all()
     assert "label_raw" not in out.columns
-    expected = [LABELS[h(f"Subject: {s}\n\n{b}") % len(LABELS)] for s, b in zip(df.subject, df.body)]
+    expected = [
+        LABELS[h(f"Subject: {s}\n\n{b}") % len(LABELS)] for s, b in zip(df.subject, df.body)
+    ]
     assert out["label"].tolist() == expected
     pd.testing.assert_frame_equal(out[df.columns], df)
 
@@ -105,7 +107,10 @@ def test_choices_over_200_tickets(emulator: Emulator, provider: str, client: Any
 def test_choices_on_the_responses_endpoint(emulator: Emulator, openai_client: Any) -> None:
     df = tickets(10)
     out = df.llm.batch(
-        "{subject}", model="gpt-4o-mini", client=openai_client, choices=LABELS,
+        "{subject}",
+        model="gpt-4o-mini",
+        client=openai_client,
+        choices=LABELS,
         endpoint="/v1/responses",
     )
     assert out["output"].tolist() == [LABELS[h(s) % len(LABELS)] for s in df.subject]
@@ -124,7 +129,7 @@ def test_choices_accept_any_iterable() -> None:
 # -- schema= ---------------------------------------------------------------------------------
 
 
-class Priority(str, Enum):
+class Priority(StrEnum):
     low = "low"
     high = "high"
 
@@ -139,9 +144,7 @@ def test_pydantic_schema_gives_three_typed_columns(
     emulator: Emulator, provider: str, client: Any
 ) -> None:
     df = tickets(30)
-    out = df.llm.batch(
-        "{body}", model=MODELS[provider], client=client, schema=Ticket, output="t"
-    )
+    out = df.llm.batch("{body}", model=MODELS[provider], client=client, schema=Ticket, output="t")
     assert list(out.columns) == [*df.columns, "t.product", "t.urgency", "t.refund", "t_error"]
     assert out["t.product"].dtype == "string"
     assert out["t.urgency"].dtype == "Int64"
@@ -177,7 +180,9 @@ def test_pydantic_schema_gives_three_typed_columns(
 
 def test_prefix_names_the_columns(emulator: Emulator, openai_client: Any) -> None:
     df = tickets(5)
-    out = df.llm.batch("{body}", model="gpt-4o-mini", client=openai_client, schema=Ticket, prefix="")
+    out = df.llm.batch(
+        "{body}", model="gpt-4o-mini", client=openai_client, schema=Ticket, prefix=""
+    )
     assert {"product", "urgency", "refund", "output_error"} <= set(out.columns)
     out = df.llm.batch(
         "{body}", model="gpt-4o-mini", client=openai_client, schema=Ticket, prefix="ticket_"
@@ -310,13 +315,12 @@ def test_malformed_refused_and_empty_answers_are_errors(
 
 def test_truncated_answers_are_errors(emulator: Emulator, provider: str, client: Any) -> None:
     df = tickets(4)
-    out = df.llm.batch(
-        "{body}", model=MODELS[provider], client=client, schema=Ticket, max_tokens=3
-    )
+    out = df.llm.batch("{body}", model=MODELS[provider], client=client, schema=Ticket, max_tokens=3)
     reason = "length" if provider == "openai" else "max_tokens"
-    assert out["output_error"].tolist() == [
-        f"truncated: the answer was cut off (finish reason {reason}); raise max_tokens"
-    ] * 4
+    assert (
+        out["output_error"].tolist()
+        == [f"truncated: the answer was cut off (finish reason {reason}); raise max_tokens"] * 4
+    )
     assert out["output.product"].isna().all()
     assert out["output_raw"].str.startswith('{"').all()
 
@@ -381,7 +385,9 @@ def test_strictify_makes_optional_fields_nullable_and_drops_defaults() -> None:
         (
             {
                 "type": "object",
-                "properties": {"a": {"type": "object", "additionalProperties": {"type": "integer"}}},
+                "properties": {
+                    "a": {"type": "object", "additionalProperties": {"type": "integer"}}
+                },
             },
             False,
         ),
@@ -434,9 +440,7 @@ def test_pydantic_defaults_apply_when_the_model_sends_null() -> None:
         "note": None,
         "score": None,
     }
-    values, errors = parse_answers(
-        pd.Series([json.dumps(answer)]), rf, "o", model=model
-    )
+    values, errors = parse_answers(pd.Series([json.dumps(answer)]), rf, "o", model=model)
     assert errors.isna().all()
     assert values["o.score"].tolist() == [0.5]
     assert values["o.note"].isna().all()
@@ -448,30 +452,91 @@ def test_pydantic_errors_are_precise() -> None:
     _, errors = parse_answers(
         pd.Series(['{"product": "p", "urgency": 9, "refund": true}']), rf, "t", model=model
     )
-    assert errors[0] == (
-        "invalid_schema: urgency: Input should be less than or equal to 5 (got 9)"
-    )
+    assert errors[0] == ("invalid_schema: urgency: Input should be less than or equal to 5 (got 9)")
 
 
 @pytest.mark.parametrize(
     ("value", "problem"),
     [
-        ({"customer": "c", "address": {"city": "x", "zip_code": 1}, "items": [], "priority": "low",
-          "note": None, "score": 1}, None),
+        (
+            {
+                "customer": "c",
+                "address": {"city": "x", "zip_code": 1},
+                "items": [],
+                "priority": "low",
+                "note": None,
+                "score": 1,
+            },
+            None,
+        ),
         ({"customer": "c"}, "missing field(s)"),
-        ({"customer": 1, "address": {"city": "x", "zip_code": 1}, "items": [], "priority": "low",
-          "note": None, "score": 1}, "field 'customer' should be string, got 1"),
-        ({"customer": "c", "address": {"city": "x", "zip_code": "1"}, "items": [],
-          "priority": "low", "note": None, "score": 1},
-         "field 'address.zip_code' should be integer, got '1'"),
-        ({"customer": "c", "address": {"city": "x", "zip_code": 1}, "items": [3],
-          "priority": "low", "note": None, "score": 1}, "field 'items[0]' should be string"),
-        ({"customer": "c", "address": {"city": "x", "zip_code": 1}, "items": [],
-          "priority": "mid", "note": None, "score": 1}, "should be one of ['low', 'high']"),
-        ({"customer": "c", "address": {"city": "x", "zip_code": 1}, "items": [],
-          "priority": "low", "note": None, "score": True}, "field 'score' matches none"),
-        ({"customer": "c", "address": {"city": "x", "zip_code": 1}, "items": [],
-          "priority": "low", "note": None, "score": 1, "extra": 1}, "unexpected field(s) ['extra']"),
+        (
+            {
+                "customer": 1,
+                "address": {"city": "x", "zip_code": 1},
+                "items": [],
+                "priority": "low",
+                "note": None,
+                "score": 1,
+            },
+            "field 'customer' should be string, got 1",
+        ),
+        (
+            {
+                "customer": "c",
+                "address": {"city": "x", "zip_code": "1"},
+                "items": [],
+                "priority": "low",
+                "note": None,
+                "score": 1,
+            },
+            "field 'address.zip_code' should be integer, got '1'",
+        ),
+        (
+            {
+                "customer": "c",
+                "address": {"city": "x", "zip_code": 1},
+                "items": [3],
+                "priority": "low",
+                "note": None,
+                "score": 1,
+            },
+            "field 'items[0]' should be string",
+        ),
+        (
+            {
+                "customer": "c",
+                "address": {"city": "x", "zip_code": 1},
+                "items": [],
+                "priority": "mid",
+                "note": None,
+                "score": 1,
+            },
+            "should be one of ['low', 'high']",
+        ),
+        (
+            {
+                "customer": "c",
+                "address": {"city": "x", "zip_code": 1},
+                "items": [],
+                "priority": "low",
+                "note": None,
+                "score": True,
+            },
+            "field 'score' matches none",
+        ),
+        (
+            {
+                "customer": "c",
+                "address": {"city": "x", "zip_code": 1},
+                "items": [],
+                "priority": "low",
+                "note": None,
+                "score": 1,
+                "extra": 1,
+            },
+            "unexpected field(s) ['extra']",
+        ),
         ([1, 2], "the answer should be object"),
     ],
 )

@@ -24,7 +24,9 @@ column_names = st.text(
 any_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30)
 tricky_text = st.one_of(
     any_text,
-    st.sampled_from(['{x}', '{{', '}}', '"quoted"', "a\nb\r\n", "naïve 日本 🙂", "\\", "{0}", "%s"]),
+    st.sampled_from(
+        ["{x}", "{{", "}}", '"quoted"', "a\nb\r\n", "naïve 日本 🙂", "\\", "{0}", "%s"]
+    ),
 )
 
 
@@ -204,7 +206,7 @@ def fast_emulator():  # type: ignore[no-untyped-def]
 )
 def test_rendered_prompts_reach_the_provider_verbatim(fast_emulator: Emulator, case) -> None:
     """End to end: the emulator echoes the last user message, so the answer shows the prompt."""
-    names, pieces, frame = case
+    _names, pieces, frame = case
     client = fast_emulator.openai_client(max_retries=0)
     pieces = [*pieces[:-1], str(pieces[-1]) + " EOT"]  # never an empty or blank prompt
     out = frame.llm.batch(source_of(pieces), model="gpt-4o-mini", client=client)

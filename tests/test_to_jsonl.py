@@ -17,7 +17,7 @@ from batchframe import jsonl
 from batchframe.emulator import Emulator
 
 ODD = [
-    'plain',
+    "plain",
     'quotes " and \\ backslash',
     "braces {review} {{x}}",
     "new\nline\r\ttab",

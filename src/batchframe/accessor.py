@@ -58,6 +58,7 @@ class LLMAccessor:
         max_attempts: int | None = None,
         max_in_flight: int | None = None,
         max_shard_requests: int | None = None,
+        max_shard_bytes: int | None = None,
         endpoint: str | None = None,
         **params: Any,
     ) -> pd.DataFrame | BatchJob | Estimate:
@@ -102,6 +103,7 @@ class LLMAccessor:
                 },
                 estimated_cost=None if estimate is None else estimate.cost,
                 max_shard_requests=max_shard_requests,
+                max_shard_bytes=max_shard_bytes,
             )
             job_id = record.id
         else:

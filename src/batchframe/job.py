@@ -257,7 +257,10 @@ class BatchJob:
         shards = self._store.shards(self._id)
         unfinished = None
         if not all(s.state in DONE for s in shards):
-            unfinished = f"not_answered: the job stopped before this row was answered ({job.message}); run the same call again to resume"
+            unfinished = (
+                "not_answered: the job stopped before this row was answered "
+                f"({job.message}); run the same call again to resume"
+            )
         if job.state == "cancelled":
             unfinished = "cancelled: the job was cancelled before this request was submitted"
         settled = settle(results, job.requests)

@@ -86,7 +86,9 @@ def quote(values: pa.Array) -> pa.Array:
             if pc.any(pc.match_substring(out, char)).as_py():
                 out = pc.replace_substring(out, char, escaped)
     quote_mark = pa.scalar('"', pa.large_string())
-    return pc.binary_join_element_wise(quote_mark, out, quote_mark, pa.scalar("", pa.large_string()))
+    return pc.binary_join_element_wise(
+        quote_mark, out, quote_mark, pa.scalar("", pa.large_string())
+    )
 
 
 def fill(template: Any, columns: Mapping[str, pa.Array], length: int) -> pa.Array:

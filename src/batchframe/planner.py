@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from .prompts.build import Prepared, custom_ids
 from .prompts.shards import plan_shards
 from .providers.base import Limits, Provider
 from .records import RequestSpec, part_name
-from .store import JobRecord, ShardRecord, Store, atomic_writer, write_parquet
+from .store import JobRecord, ShardRecord, Store, atomic_writer, private_dir, write_parquet
 
 
 @dataclass(frozen=True)
@@ -48,9 +49,14 @@ def encode_shards(
     keys: np.ndarray,
     *,
     max_requests: int | None = None,
-    labels: pa.Array | None = None,
+    max_bytes: int | None = None,
+    describe: Callable[[int], str] | None = None,
 ) -> list[ShardPlan]:
-    """Encode the requests with ``keys`` and split them within the provider's limits."""
+    """Encode the requests with ``keys`` and split them within the provider's limits.
+
+    ``max_requests`` / ``max_bytes`` lower the provider's caps; ``describe`` names the row
+    behind a request key in the error for a request too large to send.
+    """
     if len(keys) == 0:
         return []
     limits: Limits = provider.limits
@@ -60,22 +66,25 @@ def encode_shards(
     ]
     lines = provider.encode(spec, custom_ids(keys), parts)
     sizes = np.asarray(jsonl.byte_lengths(lines).to_numpy(zero_copy_only=False), dtype=np.int64)
-    too_big = np.flatnonzero(sizes > limits.max_bytes)
+    byte_cap = min(limits.max_bytes, max_bytes or limits.max_bytes)
+    too_big = np.flatnonzero(sizes > byte_cap)
     if len(too_big):
         first = int(too_big[0])
-        where = (
-            f"row {labels[first].as_py()!r}"
-            if labels is not None
-            else f"request {int(keys[first])}"
+        key = int(keys[first])
+        where = describe(key) if describe is not None else f"request {key}"
+        limit = (
+            f"{provider.name} accepts at most {limits.max_bytes:,} bytes per batch"
+            if byte_cap == limits.max_bytes
+            else f"max_shard_bytes is {byte_cap:,}"
         )
         raise RequestTooLargeError(
-            f"The request for {where} is {int(sizes[first]):,} bytes; {provider.name} accepts at "
-            f"most {limits.max_bytes:,} bytes per batch. Shorten that row's text."
+            f"The request for {where} is {int(sizes[first]):,} bytes and {limit}; "
+            f"{len(too_big):,} request(s) are that large. Shorten that text (or drop those rows)."
         )
     cap = min(limits.max_requests, max_requests or limits.max_requests)
     return [
         ShardPlan(keys=keys[s], lines=lines.slice(s.start, s.stop - s.start))
-        for s in plan_shards(sizes, max_requests=cap, max_bytes=limits.max_bytes)
+        for s in plan_shards(sizes, max_requests=cap, max_bytes=byte_cap)
     ]
 
 
@@ -113,12 +122,24 @@ def create_job(
     options: dict[str, Any],
     estimated_cost: float | None,
     max_shard_requests: int | None = None,
+    max_shard_bytes: int | None = None,
 ) -> JobRecord:
     """Write the job's files and records; returns the stored job (state ``planned``)."""
+    keys = np.arange(prepared.n_requests, dtype=np.int64)
+    # Encode first: a request too large to send fails here, before any file is written.
+    plans = encode_shards(
+        provider,
+        prepared.spec,
+        prepared.requests,
+        keys,
+        max_requests=max_shard_requests,
+        max_bytes=max_shard_bytes,
+        describe=_row_namer(frame, prepared.row_keys),
+    )
     job_id = new_job_id()
     folder = store.job_dir(job_id)
     shard_dir = folder / "shards"
-    shard_dir.mkdir(exist_ok=True, mode=0o700)
+    private_dir(shard_dir)
 
     _write_frame(folder / "frame.parquet", frame)
     write_parquet(
@@ -127,10 +148,6 @@ def create_job(
     )
     write_parquet(folder / "requests.parquet", prepared.requests)
 
-    keys = np.arange(prepared.n_requests, dtype=np.int64)
-    plans = encode_shards(
-        provider, prepared.spec, prepared.requests, keys, max_requests=max_shard_requests
-    )
     shards = []
     for shard_no, plan in enumerate(plans):
         write_shard_files(shard_dir, shard_no, plan)
@@ -145,7 +162,11 @@ def create_job(
         model=prepared.spec.model,
         state="planned" if shards else "running",
         spec=prepared.spec.to_json(),
-        options={**options, "max_shard_requests": max_shard_requests},
+        options={
+            **options,
+            "max_shard_requests": max_shard_requests,
+            "max_shard_bytes": max_shard_bytes,
+        },
         rows=prepared.rows,
         requests=prepared.n_requests,
         estimated_cost=estimated_cost,
@@ -193,3 +214,13 @@ def _write_frame(path: Path, frame: pd.DataFrame) -> None:
             safe.index = safe.index.map(str)
             table = pa.Table.from_pandas(safe, preserve_index=True)
     write_parquet(path, table)
+
+
+def _row_namer(frame: pd.DataFrame, row_keys: np.ndarray) -> Callable[[int], str]:
+    """Name the first row that sent request ``key``: its index label and position."""
+
+    def describe(key: int) -> str:
+        position = int(np.flatnonzero(np.asarray(row_keys) == key)[0])
+        return f"row {frame.index[position]!r} (position {position})"
+
+    return describe

@@ -35,7 +35,15 @@ from .planner import encode_shards, planned_shard, write_shard_files
 from .providers.base import Provider, RemoteStatus
 from .providers.decode import Row, rows_to_table
 from .records import FAILED, OK, RETRY, RequestSpec
-from .store import JobLock, JobRecord, ShardRecord, Store, read_parquet, write_parquet
+from .store import (
+    JobLock,
+    JobRecord,
+    ShardRecord,
+    Store,
+    private_dir,
+    read_parquet,
+    write_parquet,
+)
 
 log = logging.getLogger("batchframe")
 
@@ -230,7 +238,7 @@ class Runner:
         assert shard.batch_id is not None
         status = self.provider.retrieve(shard.batch_id)
         downloads = self.folder / "downloads" / str(shard.shard)
-        downloads.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(downloads)
         paths = self.provider.download(status, downloads) if status.output_refs else []
         reached("after_download")
         decoded = self.provider.decode(paths) if paths else rows_to_table([])
@@ -241,7 +249,7 @@ class Runner:
             "attempt", pa.array(np.full(results.num_rows, shard.attempt))
         )
         result_dir = self.folder / "results"
-        result_dir.mkdir(exist_ok=True, mode=0o700)
+        private_dir(result_dir)
         write_parquet(result_dir / f"{shard.shard}.parquet", results)
         for note in notes:
             self.store.log(self.job_id, "note", f"shard {shard.shard}: {note}")
@@ -280,6 +288,7 @@ class Runner:
             requests,
             keys,
             max_requests=self.job.options.get("max_shard_requests"),
+            max_bytes=self.job.options.get("max_shard_bytes"),
         )
         records = []
         for offset, plan in enumerate(plans):

@@ -77,7 +77,7 @@ def choices_format(choices: Iterable[object]) -> ResponseFormat:
     if bad:
         raise InputError(f"choices= labels must be non-empty strings; got {bad[0]!r}.")
     if len(set(labels)) != len(labels):
-        dupes = sorted({c for c in labels if labels.count(c) > 1})
+        dupes = sorted({str(c) for c in labels if labels.count(c) > 1})
         raise InputError(f"choices= has duplicate labels: {dupes}.")
     schema = {
         "type": "object",
@@ -99,7 +99,9 @@ def schema_format(schema: Any) -> tuple[ResponseFormat, Any]:
         try:
             raw = orjson.loads(orjson.dumps(schema))  # a plain-JSON deep copy
         except TypeError as exc:
-            raise InputError(f"schema= must be plain JSON (dicts, lists, strings, numbers): {exc}.") from None
+            raise InputError(
+                f"schema= must be plain JSON (dicts, lists, strings, numbers): {exc}."
+            ) from None
         name = str(raw.get("title") or "answer")
     else:
         raise InputError(
@@ -325,7 +327,7 @@ def parse_answers(
         return pd.DataFrame({output: text.astype("string")}, index=text.index), errors
     present = text.notna().to_numpy(dtype=bool)
     parsed: list[Any] = [None] * len(text)
-    values_text = text.to_numpy(dtype=object, na_value=None)
+    values_text: list[Any] = text.astype(object).tolist()  # read only where present
     for i in range(len(text)):  # one loop per distinct answer: JSON must be parsed per answer
         if not present[i]:
             continue
@@ -523,7 +525,8 @@ def _search(pattern: str, value: str) -> bool | None:
 def _check_object(
     value: dict[str, Any], schema: dict[str, Any], root: dict[str, Any], where: str, depth: int
 ) -> str | None:
-    props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+    declared = schema.get("properties")
+    props: dict[str, Any] = declared if isinstance(declared, dict) else {}
     missing = [k for k in schema.get("required", []) if k not in value]
     if missing:
         inside = f" in {where!r}" if where else ""
@@ -541,6 +544,9 @@ def _check_object(
     return None
 
 
+_pd_array: Any = pd.array  # its stubs accept only literal dtype names
+
+
 def _typed(values: list[Any], sub: dict[str, Any]) -> Any:
     kind = sub.get("type")
     enum = sub.get("enum")
@@ -552,7 +558,7 @@ def _typed(values: list[Any], sub: dict[str, Any]) -> Any:
         values = [int(v) if isinstance(v, float) and math.isfinite(v) else v for v in values]
     if chosen is not None:
         try:
-            return pd.array(values, dtype=chosen)
+            return _pd_array(values, dtype=chosen)
         except (TypeError, ValueError, OverflowError):
             pass  # e.g. an integer beyond int64: keep the Python values
     column = pd.Series(values, dtype="object").to_numpy()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -99,12 +100,36 @@ def test_faults_option(tmp_path: Any) -> None:
         assert proc.wait(timeout=10) == 0
 
 
-def test_bad_faults_exit_with_a_usage_error() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "batchframe.emulator", "--port", "0", "--faults", '{"nope": 1}'],
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "batchframe.emulator", *args],
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--port", "0", "--faults", '{"nope": 1}'], "nope"),
+        (["--port", "0", "--faults", "@/nonexistent/plan.json"], "--faults"),
+        (["--port", "70000"], "port"),
+        (["--port", "0", "--processing-seconds", "-1"], "processing_seconds"),
+    ],
+)
+def test_bad_arguments_exit_with_a_usage_error(args: list[str], needle: str) -> None:
+    result = _run(*args)
     assert result.returncode == 2
-    assert "nope" in result.stderr
+    assert needle in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_busy_port_is_reported_without_a_traceback() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        result = _run("--port", str(busy.getsockname()[1]))
+    assert result.returncode == 1
+    assert "cannot listen" in result.stderr
+    assert "Traceback" not in result.stderr

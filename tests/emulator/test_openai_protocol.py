@@ -697,6 +697,51 @@ def test_forced_tool_call_conforms(emu: Emulator, oai: Any) -> None:
     Sentiment.model_validate_json(call["function"]["arguments"])
 
 
+def test_json_object_mode_and_required_tool_choice(emu: Emulator, oai: Any) -> None:
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "only",
+            "parameters": {"type": "object", "properties": {"k": {"type": "boolean"}}},
+        },
+    }
+    lines = [
+        chat_line("obj", "as json", response_format={"type": "json_object"}),
+        chat_line("req", "call it", tools=[tool], tool_choice="required"),
+        chat_line("auto", "maybe", tools=[tool]),  # not forced: a plain answer
+    ]
+    _, out, _ = outcome(emu, oai, lines)
+    content = out["obj"]["response"]["body"]["choices"][0]["message"]["content"]
+    assert json.loads(content) == {"answer": "echo: as json"}
+    call = out["req"]["response"]["body"]["choices"][0]["message"]["tool_calls"][0]
+    assert isinstance(json.loads(call["function"]["arguments"])["k"], bool)
+    auto = out["auto"]["response"]["body"]["choices"][0]["message"]
+    assert auto["content"] == "echo: maybe" and "tool_calls" not in auto
+
+
+def test_embeddings_base64(emu: Emulator, oai: Any) -> None:
+    import base64
+    import struct
+
+    body = {"model": "text-embedding-3-small", "input": ["a", "b"], "dimensions": 4}
+    line = {"custom_id": "e", "method": "POST", "url": EMBEDDINGS, "body": body}
+    plain = outcome(emu, oai, [line], endpoint=EMBEDDINGS)[1]["e"]["response"]["body"]["data"]
+    line64 = {**line, "body": {**body, "encoding_format": "base64"}}
+    packed = outcome(emu, oai, [line64], endpoint=EMBEDDINGS)[1]["e"]["response"]["body"]["data"]
+    assert [d["index"] for d in packed] == [0, 1]
+    for p, q in zip(plain, packed):
+        decoded = struct.unpack("<4f", base64.b64decode(q["embedding"]))
+        assert decoded == pytest.approx(p["embedding"], abs=1e-6)
+
+
+def test_unsupported_endpoints_fail_per_row(emu: Emulator, oai: Any) -> None:
+    url = "/v1/images/generations"
+    line = {"custom_id": "i", "method": "POST", "url": url, "body": {"model": "gpt-image-1"}}
+    batch, out, err = outcome(emu, oai, [line], endpoint=url)
+    assert batch.status == "completed" and not out
+    assert err["i"]["response"]["body"]["error"]["code"] == "unsupported_endpoint"
+
+
 # -- cancel ----------------------------------------------------------------------------------
 
 

@@ -39,15 +39,22 @@ def main(argv: list[str] | None = None) -> int:
         plan = _faults(args.faults)
     except (ValueError, OSError) as exc:
         parser.error(f"--faults: {exc}")
-    emu = Emulator(
-        port=args.port, processing_seconds=args.processing_seconds, seed=args.seed, faults=plan
-    )
+    try:
+        emu = Emulator(
+            port=args.port, processing_seconds=args.processing_seconds, seed=args.seed, faults=plan
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
     # Both signals just end the wait below, whenever they arrive: a KeyboardInterrupt raised
     # between two statements could otherwise escape before the try block is entered.
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in STOP_SIGNALS}
     try:
-        emu.start()
+        try:
+            emu.start()
+        except OSError as exc:
+            print(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
         print(f"batchframe emulator listening on {emu.url}", flush=True)
         print(f"OPENAI_BASE_URL={emu.openai_base_url}", flush=True)
         print(f"ANTHROPIC_BASE_URL={emu.anthropic_base_url}", flush=True)

@@ -1,4 +1,8 @@
-"""The deterministic answer to a prompt (see the package docstring for the exact rule)."""
+"""The deterministic answer to a prompt (the rule is spelled out in docs/emulator.md, "Answers").
+
+Text: "echo: " + the last user message. Structured output or a forced tool: an instance of the
+schema (schema.py) keyed by a hash of the last user message. A token limit cuts the text.
+"""
 
 from __future__ import annotations
 

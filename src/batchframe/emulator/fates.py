@@ -22,6 +22,11 @@ TRIGGER_REFUSE = "EMU:refuse"
 TRIGGER_MALFORMED = "EMU:malformed"
 TRIGGER_EMPTY = "EMU:empty"
 
+# A prompt longer than the context window is refused per row, as the services do. Counted in
+# characters (about four per token) so the check costs nothing on ordinary rows.
+CONTEXT_TOKENS = 128_000
+CONTEXT_CHARS = CONTEXT_TOKENS * 4
+
 FateKind = Literal["ok", "error", "status0", "expire"]
 
 
@@ -66,6 +71,16 @@ def decide(text: str, body_hash: str, attempt: int, plan: FaultPlan, seed: int) 
     `attempt` is 0 for the first submission of this exact body in any batch.
     """
     first = attempt == 0
+    if len(text) > CONTEXT_CHARS:
+        return Fate(
+            "error",
+            400,
+            f"This model's maximum context length is {CONTEXT_TOKENS} tokens. However, your "
+            f"messages resulted in about {len(text) // 4} tokens. Please reduce the length of "
+            "the messages.",
+            param="messages",
+            code="context_length_exceeded",
+        )
     if TRIGGER_400 in text:
         return Fate("error", 400, "Injected permanent error (EMU:400).", code="emulator_400")
     if TRIGGER_500 in text and first:

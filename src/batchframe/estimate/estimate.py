@@ -2,8 +2,13 @@
 
 Output tokens are unknown before the job runs, so ``cost`` is an upper bound (every request
 writes its maximum output) and ``cost_expected`` a typical figure once one is known (from the
-caller, or from a pilot via :meth:`Estimate.with_output_tokens`). An unpriced model has every
-cost field None, shown as "unknown", never 0.
+caller, or measured by a pilot). An unpriced model has every cost field None, shown as
+"unknown", never 0.
+
+After a pilot, some requests are already answered (paid at realtime rates) and will not be
+sent again: ``pilot_requests`` counts them and ``pilot_cost`` is what they cost, while every
+token and batch-cost figure covers the ``requests_to_send`` that the batch still sends.
+``total_cost`` adds the two and is what ``max_cost`` is checked against.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import numpy as np
 from .prices import Price, lookup, table_date
 from .tokens import Contents, TokenCount, base_model_name, count_chat_tokens
 
-__all__ = ["Estimate", "build_estimate"]
+__all__ = ["Estimate", "build_estimate", "request_costs"]
 
 _SAMPLE_CHARS = 200
 _SAMPLES_SHOWN = 3
@@ -68,13 +73,50 @@ class Estimate:
     price_source: str
     samples: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    input_tokens_error: float = 0.0
+    output_expected_source: str = ""
+    pilot_requests: int = 0
+    pilot_cost: float | None = None
+    pilot_measured: bool = False
     _bands: tuple[_Band, ...] = field(default=(), compare=False)
+
+    # --- derived figures --------------------------------------------------------------------
+
+    @property
+    def requests_to_send(self) -> int:
+        """Requests the batch will send: all of them minus those a pilot already answered."""
+        return self.requests - self.pilot_requests
+
+    @property
+    def total_cost(self) -> float | None:
+        """Upper bound of everything this job spends: the batch bound plus the pilot's cost."""
+        if self.cost is None:
+            return None
+        if self.pilot_requests == 0:
+            return self.cost
+        return None if self.pilot_cost is None else self.cost + self.pilot_cost
+
+    @property
+    def total_cost_expected(self) -> float | None:
+        """The expected batch cost plus the pilot's cost, when both are known."""
+        if self.cost_expected is None:
+            return None
+        if self.pilot_requests == 0:
+            return self.cost_expected
+        return None if self.pilot_cost is None else self.cost_expected + self.pilot_cost
+
+    @property
+    def input_tokens_range(self) -> tuple[int, int]:
+        """``(low, high)`` input tokens given the stated relative error (equal when exact)."""
+        spread = self.input_tokens * self.input_tokens_error
+        return math.floor(self.input_tokens - spread), math.ceil(self.input_tokens + spread)
 
     # --- budgets -------------------------------------------------------------------------------
 
     def fits(self, max_cost: float) -> bool:
-        """True when the upper-bound cost is within ``max_cost`` USD (False when unknown)."""
-        return self.cost is not None and self.cost <= max_cost
+        """True when the upper-bound total cost is within ``max_cost`` USD (False if unknown)."""
+        total = self.total_cost
+        return total is not None and total <= max_cost
 
     def rows_within(self, max_cost: float) -> int:
         """How many rows fit in ``max_cost`` USD at this job's average upper-bound cost per row.
@@ -82,28 +124,37 @@ class Estimate:
         0 when the cost is unknown. Identical rows share a request, so the average is taken
         per row over the whole job.
         """
-        if self.cost is None or max_cost < 0:
+        total = self.total_cost
+        if total is None or max_cost < 0:
             return 0
-        if self.cost <= max_cost or self.rows == 0:
+        if total <= max_cost or self.rows == 0:
             return self.rows
-        per_row = self.cost / self.rows
+        per_row = total / self.rows
         return min(self.rows, math.floor(max_cost / per_row))
 
-    def with_output_tokens(self, expected_per_request: float) -> Estimate:
-        """This estimate with an expected output per request, e.g. measured in a pilot."""
+    def with_output_tokens(self, expected_per_request: float, source: str = "") -> Estimate:
+        """This estimate with an expected output per request (e.g. measured in a pilot)."""
         if not expected_per_request >= 0:
             raise ValueError(f"expected_per_request must be >= 0, got {expected_per_request!r}.")
-        expected_total = round(expected_per_request * self.requests)
+        expected_total = round(expected_per_request * self.requests_to_send)
         cost_expected = None
         if self._bands:
             cost_expected = _cost(self._bands, expected_per_request, batch=True)
-        return replace(self, output_tokens_expected=expected_total, cost_expected=cost_expected)
+        return replace(
+            self,
+            output_tokens_expected=expected_total,
+            cost_expected=cost_expected,
+            output_expected_source=source or self.output_expected_source,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain fields only, JSON-ready."""
         out = {name: getattr(self, name) for name in self.__dataclass_fields__ if name[0] != "_"}
         out["samples"] = list(self.samples)
         out["notes"] = list(self.notes)
+        out["requests_to_send"] = self.requests_to_send
+        out["total_cost"] = self.total_cost
+        out["total_cost_expected"] = self.total_cost_expected
         return out
 
     # --- display -------------------------------------------------------------------------------
@@ -115,14 +166,27 @@ class Estimate:
                 "rows → requests",
                 f"{self.rows:,} → {self.requests:,} in {self.shards:,} {shard_word}",
             ),
-            ("input tokens", f"{self.input_tokens:,} ({self.input_tokens_method})"),
         ]
+        if self.pilot_requests:
+            if self.pilot_measured:
+                paid = "unknown" if self.pilot_cost is None else _money(self.pilot_cost)
+                done = f"{self.pilot_requests:,} answered now at realtime rates ({paid})"
+            else:
+                bound = "unknown" if self.pilot_cost is None else f"≤ {_money(self.pilot_cost)}"
+                done = f"{self.pilot_requests:,} to answer now at realtime rates ({bound})"
+            lines.append(("pilot", f"{done}; the batch sends {self.requests_to_send:,}"))
+        tokens = f"{self.input_tokens:,}"
+        if self.input_tokens_error:
+            tokens = f"≈ {tokens}"
+        lines.append(("input tokens", f"{tokens} ({self.input_tokens_method})"))
         if self.output_tokens is None:
             lines.append(("output tokens", f"unbounded ({self.output_bound_source})"))
         else:
             output = f"≤ {self.output_tokens:,} from {self.output_bound_source}"
             if self.output_tokens_expected is not None:
                 output += f", expected {self.output_tokens_expected:,}"
+                if self.output_expected_source:
+                    output += f" ({self.output_expected_source})"
             lines.append(("output tokens", output))
         if self.cost is None:
             reason = "unknown model" if self.price_source == "unpriced" else "output unbounded"
@@ -139,14 +203,26 @@ class Estimate:
                     f"{_money(self.realtime_cost)}: batch saves {_money(self.savings)}",
                 )
             )
+        if self.pilot_requests and self.total_cost is not None:
+            total = f"≤ {_money(self.total_cost)}"
+            if self.total_cost_expected is not None:
+                total += f" (expected {_money(self.total_cost_expected)})"
+            lines.append(("total with pilot", total))
         lines.append(("prices as of", f"{self.price_date} ({self.price_source})"))
         return lines
 
     def _shown_samples(self) -> list[str]:
         return [_truncate(sample) for sample in self.samples[:_SAMPLES_SHOWN]]
 
+    def _head(self) -> str:
+        if self.pilot_requests and self.pilot_measured:
+            sent = f"only the {self.pilot_requests:,}-request pilot sent"
+        else:
+            sent = "nothing sent"
+        return f"Estimate for {self.model} ({self.provider}), {sent}"
+
     def __repr__(self) -> str:
-        head = f"Estimate for {self.model} ({self.provider}), nothing sent"
+        head = self._head()
         width = max(len(label) for label, _ in self._lines())
         body = [f"  {label:<{width}}  {value}" for label, value in self._lines()]
         body += [f"  note: {note}" for note in self.notes]
@@ -182,9 +258,7 @@ class Estimate:
                 f'<tr><th style="{label_cell}">sample prompts</th><td style="{cell}">'
                 f'<ol style="margin:0;padding-left:1.2em;">{items}</ol></td></tr>'
             )
-        caption = (
-            f"Estimate for {html.escape(self.model)} ({html.escape(self.provider)}), nothing sent"
-        )
+        caption = html.escape(self._head())
         return (
             '<table style="border-collapse:collapse;font-size:13px;">'
             f'<caption style="text-align:left;font-weight:600;padding:2px 10px;">{caption}'
@@ -206,19 +280,27 @@ def _truncate(text: str) -> str:
     return text[: _SAMPLE_CHARS - 1] + "…"
 
 
+def _band_masks(price: Price, per_request: np.ndarray) -> list[tuple[Price, np.ndarray]]:
+    """``(rates, mask)`` for each price band that some request's prompt size falls in."""
+    if not price.tiers:
+        return [(price, np.ones(len(per_request), dtype=bool))]
+    thresholds = sorted({tier.above_prompt_tokens for tier in price.tiers})
+    # Band 0 is the base rate; band k is the tier above thresholds[k-1] (strictly above).
+    which = np.searchsorted(np.asarray(thresholds), per_request, side="left")
+    return [
+        (price if k == 0 else price.band(thresholds[k - 1] + 1), which == k)
+        for k in np.unique(which)
+    ]
+
+
 def _bands_for(price: Price, per_request: np.ndarray) -> tuple[_Band, ...]:
     """Split requests by the rate band their prompt size falls in (most models have one)."""
-    if not price.tiers:
-        return (_Band(price, len(per_request), int(per_request.sum())),)
-    thresholds = sorted({tier.above_prompt_tokens for tier in price.tiers})
-    # Band 0 is the base rate; band k is the tier above thresholds[k-1].
-    which = np.searchsorted(np.asarray(thresholds), per_request, side="left")
-    bands = []
-    for k in np.unique(which):
-        mask = which == k
-        rates = price if k == 0 else price.band(thresholds[k - 1] + 1)
-        bands.append(_Band(rates, int(mask.sum()), int(per_request[mask].sum())))
-    return tuple(bands)
+    if not len(per_request):
+        return (_Band(price, 0, 0),)
+    return tuple(
+        _Band(rates, int(mask.sum()), int(per_request[mask].sum()))
+        for rates, mask in _band_masks(price, per_request)
+    )
 
 
 def _tokenizer_note(model: str, count: TokenCount) -> str | None:
@@ -239,23 +321,43 @@ def build_estimate(
     rows: int,
     requests: int,
     shards: int,
-    messages: Sequence[tuple[str, Contents]],
+    messages: Sequence[tuple[str, Contents]] | None = None,
     max_output_tokens: int | None,
     samples: Sequence[str],
     token_count: TokenCount | None = None,
     expected_output_tokens: float | None = None,
+    expected_source: str = "",
+    pilot_requests: int = 0,
+    pilot_cost: float | None = None,
+    pilot_measured: bool = False,
+    extra_notes: Sequence[str] = (),
 ) -> Estimate:
-    """Count the input tokens of ``messages`` (one content per request) and price the job.
+    """Count the input tokens of the requests to send and price the job.
 
-    ``max_output_tokens`` is the request's max_tokens; without it the model's maximum from the
-    price table bounds the output, and without that the output (and so the cost) is unbounded.
-    ``expected_output_tokens`` is a typical output per request, when known.
+    ``messages`` holds one content per request to send (or pass ``token_count``, already
+    counted, instead). ``max_output_tokens`` is the request's max_tokens; without it the
+    model's maximum from the price table bounds the output, and without that the output (and
+    so the cost) is unbounded. ``expected_output_tokens`` is a typical output per request,
+    when known. ``pilot_requests`` were (or will be) answered by a pilot at realtime rates,
+    costing ``pilot_cost``; they are part of ``requests`` but not of the requests counted.
     """
-    count = token_count or count_chat_tokens(model, messages, n=requests)
+    if isinstance(pilot_requests, bool) or not 0 <= pilot_requests <= requests:
+        raise ValueError(f"pilot_requests must be between 0 and {requests}, got {pilot_requests}.")
+    to_send = requests - pilot_requests
+    if token_count is None:
+        if messages is None:
+            raise ValueError("build_estimate needs messages= or token_count=.")
+        token_count = count_chat_tokens(model, messages, n=to_send)
+    count = token_count
+    if count.requests != to_send:
+        raise ValueError(
+            f"The token count covers {count.requests} requests but {to_send} are to be sent."
+        )
     notes: list[str] = []
     tokenizer_note = _tokenizer_note(model, count)
     if tokenizer_note:
         notes.append(tokenizer_note)
+    notes.extend(extra_notes)
 
     price = lookup(model)
     per_output: int | None
@@ -272,9 +374,11 @@ def build_estimate(
     cost = realtime = savings = cost_expected = None
     if price is None:
         notes.append(
-            f"Unknown model {model!r}: costs unknown. Add its rates with "
-            "batchframe.estimate.prices.set_price() or a BATCHFRAME_PRICES file."
+            f"Unknown model {model!r}: no price in batchframe's table, so costs are unknown "
+            "(not zero). Add its rates with batchframe.set_price(model, input=..., output=...) "
+            "in USD per million tokens, or a BATCHFRAME_PRICES file."
         )
+        pilot_cost = None
     else:
         bands = _bands_for(price, count.per_request)
         if per_output is not None:
@@ -290,7 +394,7 @@ def build_estimate(
         if price.source not in ("verified", "override"):
             notes.append(f"{price.model} prices are {price.source}, not from the provider's page.")
     expected_total = (
-        None if expected_output_tokens is None else round(expected_output_tokens * requests)
+        None if expected_output_tokens is None else round(expected_output_tokens * to_send)
     )
     return Estimate(
         model=model,
@@ -301,7 +405,7 @@ def build_estimate(
         input_tokens=count.total,
         input_tokens_exact=count.exact,
         input_tokens_method=count.method,
-        output_tokens=None if per_output is None else per_output * requests,
+        output_tokens=None if per_output is None else per_output * to_send,
         output_tokens_expected=expected_total,
         output_bound_source=bound,
         cost=cost,
@@ -312,5 +416,25 @@ def build_estimate(
         price_source="unpriced" if price is None else price.source,
         samples=tuple(samples),
         notes=tuple(notes),
+        input_tokens_error=count.relative_error,
+        output_expected_source=expected_source if expected_output_tokens is not None else "",
+        pilot_requests=pilot_requests,
+        pilot_cost=pilot_cost,
+        pilot_measured=pilot_measured,
         _bands=bands,
     )
+
+
+def request_costs(
+    model: str, per_request_input: np.ndarray, output_per_request: float, *, batch: bool
+) -> np.ndarray | None:
+    """USD per request at the model's rates (band by band); None when the model is unpriced."""
+    price = lookup(model)
+    if price is None:
+        return None
+    tokens = np.asarray(per_request_input, dtype=np.int64)
+    out = np.zeros(len(tokens), dtype=float)
+    for rates, mask in _band_masks(price, tokens):
+        cost = rates.input * tokens[mask] + rates.output * output_per_request
+        out[mask] = cost * 1e-6 * (rates.batch_discount if batch else 1.0)
+    return out

@@ -87,6 +87,8 @@ class JobPanel:
             ],
             layout=widgets.Layout(border="1px solid rgba(128, 128, 128, 0.5)", padding="4px 10px"),
         )
+        self.widget.add_class("batchframe-panel")
+        self._state_class: str | None = None
         if snapshot is not None:
             self._render(snapshot)
         else:
@@ -169,6 +171,13 @@ class JobPanel:
         width = "2px" if s.state in ("failed", "cancelled", "cancelling") else "1px"
         border_colour = colour if s.state != "planned" else "rgba(128, 128, 128, 0.5)"
         self.widget.layout.border = f"{width} solid {border_colour}"
+
+        state_class = f"batchframe-state-{s.state}"
+        if state_class != self._state_class:
+            if self._state_class is not None:
+                self.widget.remove_class(self._state_class)
+            self.widget.add_class(state_class)
+            self._state_class = state_class
 
         button = self.cancel_button
         if s.terminal:

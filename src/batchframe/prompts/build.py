@@ -43,8 +43,7 @@ class Prepared:
 
     def parts(self) -> list[pa.Array]:
         return [
-            self.requests.column(part_name(i)).combine_chunks()
-            for i in range(len(self.spec.roles))
+            self.requests.column(part_name(i)).combine_chunks() for i in range(len(self.spec.roles))
         ]
 
 
@@ -141,7 +140,7 @@ def _fingerprint(
         for chunk in [arr.cast(pa.large_binary())]:
             data = chunk.buffers()[2]
             if data is not None:
-                offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64)  # type: ignore[arg-type]
+                offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64)
                 lo, hi = int(offsets[chunk.offset]), int(offsets[chunk.offset + len(chunk)])
                 h.update(memoryview(data)[lo:hi])
     h.update(row_keys.tobytes())

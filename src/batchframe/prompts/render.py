@@ -84,7 +84,8 @@ def render(
                 f"Column {name!r} appears more than once in the frame; rename the duplicates "
                 "so the placeholder is unambiguous."
             )
-        texts[name], missing_by_column[name] = column_text(series)
+        text, missing_by_column[name] = column_text(series)
+        texts[name] = text.cast(pa.large_string())  # one string width for the join kernel
 
     errors = _missing_errors(frame, missing_by_column, on_missing, n)
     parts = []
@@ -134,7 +135,7 @@ def _missing_errors(
             names[mask] = names[mask] + sep + repr(name)
             count += mask
     prefix = np.where(count > 1, "missing values in columns ", "missing value in column ")
-    full = prefix + names + "; no request was sent (on_missing='row_error')"
+    full = pd.Series(prefix) + names + "; no request was sent (on_missing='row_error')"
     return pa.array(full.where(any_missing), type=pa.large_string(), from_pandas=True)
 
 

@@ -132,9 +132,7 @@ def _unknown(field: str, available: list[object], where: str) -> str:
             "format the column first, e.g. df.assign(price=df['price'].map('{:.2f}'.format))."
         )
     elif "." in field or "[" in field:
-        hint = (
-            " Templates only substitute whole columns; attributes and items are not reachable."
-        )
+        hint = " Templates only substitute whole columns; attributes and items are not reachable."
     else:
         close = difflib.get_close_matches(field, labels, n=3)
         if close:

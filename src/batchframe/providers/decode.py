@@ -8,6 +8,7 @@ broken line (it becomes a retryable row if its id can be read), and builds the t
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -112,7 +113,8 @@ def write_stream(chunks: Iterator[bytes], path: Path) -> int:
     """Stream a download to ``path`` via a temporary file; returns bytes written."""
     tmp = path.with_name(path.name + ".part")
     size = 0
-    with tmp.open("wb") as out:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # results are private
+    with os.fdopen(fd, "wb") as out:
         for chunk in chunks:
             out.write(chunk)
             size += len(chunk)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import JobNotFoundError, StoreError
-from .files import PRIVATE_FILE, private_dir
+from .files import private_dir, private_file
 from .migrations import MIGRATIONS
 
 
@@ -85,12 +85,11 @@ class Store:
         self._lock = threading.RLock()
         self._depth = 0  # transaction nesting, guarded by _lock
         try:
-            fresh = not self.path.exists()
+            # Created owner-only before SQLite opens it: its -wal and -shm files copy this mode.
+            private_file(self.path)
             self._db = sqlite3.connect(
                 self.path, check_same_thread=False, timeout=30, isolation_level=None
             )
-            if fresh:
-                self.path.chmod(PRIVATE_FILE)
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA foreign_keys=ON")

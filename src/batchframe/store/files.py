@@ -16,10 +16,27 @@ PRIVATE_FILE = 0o600
 
 
 def private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) readable by the owner only."""
-    path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+    """Create ``path`` (and missing parents) readable by the owner only.
+
+    Each folder we create is made private; folders that already existed above the first one we
+    create (a home directory, say) are left as they are.
+    """
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir(mode=PRIVATE_DIR)
+        with contextlib.suppress(PermissionError):
+            folder.chmod(PRIVATE_DIR)  # mkdir's mode is reduced by the umask
     with contextlib.suppress(PermissionError):
         path.chmod(PRIVATE_DIR)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Create ``path`` empty (if missing) with owner-only permissions."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE))
+    with contextlib.suppress(PermissionError):
+        path.chmod(PRIVATE_FILE)
     return path
 
 

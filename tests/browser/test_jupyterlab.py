@@ -1,0 +1,323 @@
+"""The quickstart notebook in JupyterLab, in a real headless Chromium.
+
+What a new user sees: JupyterLab on loopback, ``notebooks/quickstart.ipynb`` opened in the
+browser, every cell run. The test asserts that the live panel renders, moves through the
+running state and reaches its finished state with counts that match the job, and saves
+screenshots (mid-job and final) to ``tests/browser/artifacts/`` (``BATCHFRAME_ARTIFACTS``
+overrides). A second test presses the panel's Cancel button in the browser and checks that
+every unanswered row ends with an error that says it was cancelled.
+
+Needs the ``browser`` extra (jupyterlab, playwright) and a system Chromium (Debian's
+``chromium`` package; ``BATCHFRAME_CHROMIUM`` points elsewhere). Playwright drives that
+browser through ``executable_path``: no browser download. ``.ci/run`` installs all of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
+
+REPO = Path(__file__).resolve().parents[2]
+NOTEBOOKS = REPO / "notebooks"
+ARTIFACTS = Path(os.environ.get("BATCHFRAME_ARTIFACTS") or Path(__file__).parent / "artifacts")
+
+
+def _chromium() -> str | None:
+    explicit = os.environ.get("BATCHFRAME_CHROMIUM")
+    if explicit:
+        return explicit if Path(explicit).exists() else None
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+
+
+CHROMIUM = _chromium()
+if CHROMIUM is None:
+    pytest.skip(
+        "no system Chromium: install Debian's chromium and chromium-driver packages "
+        "(apt-get install -y chromium chromium-driver; .ci/run does) or set BATCHFRAME_CHROMIUM",
+        allow_module_level=True,
+    )
+sync_api = pytest.importorskip(
+    "playwright.sync_api",
+    reason="the browser extra is not installed: pip install -e '.[dev,browser]' (.ci/run does)",
+)
+pytest.importorskip(
+    "jupyterlab",
+    reason="the browser extra is not installed: pip install -e '.[dev,browser]' (.ci/run does)",
+)
+
+# Chromium as root in a container, on a machine whose network is closed: no sandbox, no GPU,
+# and none of the background connections it would otherwise keep retrying.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+]
+PANEL = ".batchframe-panel"
+
+
+@dataclass
+class Lab:
+    url: str
+    token: str
+    root: Path
+    log: Path
+
+    def notebook_url(self, name: str) -> str:
+        return f"{self.url}/lab/tree/{name}?token={self.token}&reset"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _kernel_env(home: Path) -> dict[str, str]:
+    """The environment JupyterLab (and so the kernel) starts with: a new user's, no API key."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("BATCHFRAME_", "OPENAI_", "ANTHROPIC_", "JUPYTER", "PYTEST_"))
+    }
+    env["HOME"] = str(home)
+    env["JUPYTER_CONFIG_DIR"] = str(home / "jupyter-config")
+    env["JUPYTER_DATA_DIR"] = str(home / "jupyter-data")
+    env["JUPYTER_RUNTIME_DIR"] = str(home / "jupyter-runtime")
+    env["JUPYTERLAB_SETTINGS_DIR"] = str(home / "lab-settings")
+    env["JUPYTERLAB_WORKSPACES_DIR"] = str(home / "lab-workspaces")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    base = tmp_path_factory.mktemp("jupyterlab")
+    root = base / "notebooks"
+    root.mkdir()
+    for name in ("quickstart.ipynb",):
+        shutil.copy(NOTEBOOKS / name, root / name)
+    home = base / "home"
+    (home / "jupyter-config" / "labconfig").mkdir(parents=True)
+    # No "get notified about Jupyter news?" toast over the notebook.
+    (home / "jupyter-config" / "labconfig" / "page_config.json").write_text(
+        json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
+    )
+    port = _free_port()
+    token = os.urandom(16).hex()
+    log = base / "jupyterlab.log"
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--ServerApp.root_dir={root}",
+        f"--IdentityProvider.token={token}",
+        "--LabApp.expose_app_in_browser=True",
+        "--LabApp.news_url=",
+        "--ServerApp.terminals_enabled=False",
+        "--ServerApp.allow_root=True",  # CI containers run as root
+        "--LabApp.extension_manager=readonly",  # no PyPI look-ups from the extension manager
+    ]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=root, env=_kernel_env(home), stdout=out, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"JupyterLab exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"JupyterLab did not start in 60 s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield Lab(url=url, token=token, root=root, log=log)
+    finally:
+        proc.send_signal(signal.SIGINT)  # a clean shutdown stops the kernels too
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, device_scale_factor=1)
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    try:
+        yield page
+    finally:
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(Exception):
+                page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-failure.png"))
+        context.close()
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+_KERNEL_IDLE = """
+() => {
+  const app = window.jupyterapp;
+  const widget = app && app.shell.currentWidget;
+  const ctx = widget && widget.sessionContext;
+  const kernel = ctx && ctx.session && ctx.session.kernel;
+  return !!(kernel && ctx.isReady && kernel.connectionStatus === 'connected'
+            && kernel.status === 'idle');
+}
+"""
+
+_RUN_STATE = """
+() => {
+  const nb = window.jupyterapp.shell.currentWidget.content;
+  const cells = nb.widgets.filter(c => c.model.type === 'code');
+  return {
+    total: cells.length,
+    done: cells.filter(c => c.model.executionCount !== null
+                          && c.model.executionCount !== undefined).length,
+    errors: cells.filter(c => {
+      const outs = c.model.outputs;
+      for (let i = 0; i < outs.length; i++) {
+        if (outs.get(i).type === 'error') return true;
+      }
+      return false;
+    }).length,
+    busy: window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status,
+  };
+}
+"""
+
+
+def _open_notebook(page: Any, lab: Lab, name: str) -> None:
+    page.goto(lab.notebook_url(name))
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+    page.wait_for_function(_KERNEL_IDLE, timeout=60_000)
+
+
+def _run_all(page: Any) -> None:
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+
+
+def _wait_all_executed(page: Any, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    state: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        state = page.evaluate(_RUN_STATE)
+        if state["errors"]:
+            pytest.fail(f"a cell raised: {state}")
+        if state["done"] == state["total"] and state["busy"] == "idle":
+            return state
+        time.sleep(0.5)
+    pytest.fail(f"the notebook did not finish in {timeout} s: {state}")
+
+
+def _shot(page: Any, locator: Any, name: str) -> Path:
+    """A screenshot of the panel in context (the viewport around it), and of the panel alone."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    locator.scroll_into_view_if_needed()
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    locator.screenshot(path=str(ARTIFACTS / f"{name}-panel.png"))
+    return path
+
+
+def _panel_text(locator: Any) -> str:
+    return " ".join(str(locator.inner_text()).split())
+
+
+# --- tests --------------------------------------------------------------------------------
+
+
+def test_quickstart_panel_runs_to_finished_in_jupyterlab(lab: Lab, page: Any) -> None:
+    started = time.monotonic()
+    _open_notebook(page, lab, "quickstart.ipynb")
+    _run_all(page)
+
+    first = page.locator(PANEL).first
+    first.wait_for(state="visible", timeout=90_000)
+    # Mid-job: the remote batch exists and the panel says what the provider reports.
+    running = page.locator(f"{PANEL}.batchframe-state-running").first
+    running.wait_for(state="visible", timeout=60_000)
+    page.wait_for_function(
+        """() => {
+          const p = document.querySelector('.batchframe-panel.batchframe-state-running');
+          return p && /in flight/.test(p.innerText) && /remote: /.test(p.innerText);
+        }""",
+        timeout=30_000,
+    )
+    _shot(page, first, "quickstart-mid-job")
+    mid_text = _panel_text(first)
+    assert "batchframe job bf-" in mid_text
+    assert "openai / gpt-4o-mini" in mid_text
+    assert "Cancel" in mid_text
+
+    page.locator(f"{PANEL}.batchframe-state-finished").first.wait_for(
+        state="visible", timeout=90_000
+    )
+    state = _wait_all_executed(page, timeout=120)
+    assert state["errors"] == 0
+
+    first = page.locator(PANEL).first
+    _shot(page, first, "quickstart-final")
+    final_text = _panel_text(first)
+    # The finished state and its numbers: 12 rows, 10 distinct requests (one row has no
+    # text, two rows are the same review), every request answered.
+    assert "finished" in final_text
+    assert "10 / 10 done" in final_text
+    assert "10 succeeded" in final_text
+    assert "0 pending" in final_text
+    assert "from 12 rows" in final_text
+    assert "Cancel" not in final_text
+    # Every panel in the notebook (the retry and the re-attach too) ends finished.
+    panels = page.locator(PANEL)
+    finished = page.locator(f"{PANEL}.batchframe-state-finished")
+    assert panels.count() == finished.count() >= 3
+    assert time.monotonic() - started < 150
