@@ -12,8 +12,11 @@ import pandas as pd
 
 from . import jsonl
 from .errors import BudgetExceededError, InputError
-from .estimate import Estimate, build_estimate
+from .estimate import Estimate
+from .estimate.requests import estimate_prepared
 from .job import BatchJob, open_store
+from .pilot import Pilot, adopt, job_answers, run_pilot, sample_keys
+from .pilot import show as show_pilot
 from .planner import create_job
 from .prompts.build import Prepared, custom_ids, prepare
 from .prompts.render import ON_MISSING_CHOICES, OnMissing
@@ -60,6 +63,9 @@ class LLMAccessor:
         max_shard_requests: int | None = None,
         max_shard_bytes: int | None = None,
         endpoint: str | None = None,
+        pilot: int | None = None,
+        pilot_seed: int = 0,
+        exact: bool = False,
         **params: Any,
     ) -> pd.DataFrame | BatchJob | Estimate:
         """Run ``template`` over every row through the provider's batch API.
@@ -67,6 +73,11 @@ class LLMAccessor:
         Returns the frame with ``output`` and ``{output}_error`` columns (``wait=True``), a
         :class:`BatchJob` (``wait=False``), or an :class:`Estimate` (``dry_run=True``).
         Running the same call again re-attaches to the stored job; ``fresh=True`` starts anew.
+
+        ``pilot=N`` first answers N sampled requests through the realtime endpoint, shows them
+        and the refined estimate, then (unless ``dry_run``) sends the rest in the batch; the
+        pilot's answers are part of the result and are not paid again. ``exact=True`` counts
+        Claude input tokens with Anthropic's count_tokens endpoint (needs a key and network).
         """
         _check_output(output)
         response_format, schema_model = response_format_for(choices, schema, prefix)
@@ -76,20 +87,56 @@ class LLMAccessor:
             template, system, backend, model, params, endpoint, response_format, on_missing, dedupe
         )
 
-        store = None if dry_run else open_store(home)
+        if pilot is not None:
+            sample_keys(prepared.n_requests, pilot, pilot_seed)  # validate before anything else
+        store = None if (dry_run and pilot is None) else open_store(home)
         existing = None if (fresh or store is None) else store.find_job(prepared.fingerprint)
         estimate = None
-        if dry_run or max_cost is not None or existing is None:
-            estimate = self._estimate(prepared, backend)
+        answered = None
+        if existing is None or dry_run or max_cost is not None:
+            # Answers an earlier pilot stored for these requests are part of this job.
+            if existing is None and store is not None and not fresh:
+                answered = adopt(prepared, store.home)
+            planned = None
+            if pilot is not None and existing is None:
+                planned = sample_keys(prepared.n_requests, pilot, pilot_seed)
+            estimate = estimate_prepared(
+                prepared,
+                backend,
+                exact=exact,
+                pilot_keys=planned,
+                pilot_results=None if answered is None else answered.to_pandas(),
+            )
+        if max_cost is not None and existing is None:
+            assert estimate is not None
+            _check_budget(estimate, max_cost)  # before anything is sent, the pilot included
+        if pilot is not None and existing is None:
+            assert store is not None
+            trial = run_pilot(
+                self._frame,
+                prepared,
+                backend,
+                n=pilot,
+                seed=pilot_seed,
+                home=store.home,
+                input_columns=self._input_columns(template, system),
+                output=output,
+                prefix=prefix,
+                schema_model=schema_model,
+                reuse=not fresh,
+                exact=exact,
+            )
+            show_pilot(trial, progress)
+            estimate, answered = trial.estimate, trial.results()
+            if max_cost is not None and not dry_run:
+                _check_budget(estimate, max_cost, after_pilot=trial.called)
         if dry_run:
             assert estimate is not None
             return estimate
-        if max_cost is not None:
-            assert estimate is not None
-            _check_budget(estimate, max_cost)
         assert store is not None
 
         if existing is None:
+            assert estimate is not None
             record = create_job(
                 store,
                 backend,
@@ -101,9 +148,11 @@ class LLMAccessor:
                     "prefix": prefix,
                     "usage": usage,
                 },
-                estimated_cost=None if estimate is None else estimate.cost,
+                estimated_cost=estimate.total_cost,
                 max_shard_requests=max_shard_requests,
                 max_shard_bytes=max_shard_bytes,
+                answered=answered,
+                estimate=estimate.to_dict(),
             )
             job_id = record.id
         else:

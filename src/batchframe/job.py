@@ -13,6 +13,7 @@ import pandas as pd
 
 from . import settings
 from .crashpoints import reached
+from .estimate.actual import CostSummary, load_estimate, result_costs, summarize
 from .errors import JobBusyError, JobError, ProviderError
 from .events import JobSnapshot, Observer
 from .join import Columns, key_level, to_rows
@@ -287,29 +288,25 @@ class BatchJob:
     def _stored_frame(self) -> pd.DataFrame:
         return read_parquet(self.folder / "frame.parquet").to_pandas()
 
-    def summary(self) -> dict[str, Any]:
-        """Tokens, cost, savings and the estimate against the actual cost."""
+    def summary(self) -> CostSummary:
+        """Tokens, cost, savings against realtime, and the estimate against the actual cost.
+
+        A read-only mapping (``summary["cost"]``) that shows as a table in a notebook.
+        """
         job = self.record
         settled = settle(load_results(self.folder / "results"), job.requests)
-        t = settled.table
-        from .runner import _costs
-
-        actual, realtime = _costs(job.model, settled)
-        return {
-            "job_id": job.id,
-            "state": job.state,
-            "rows": job.rows,
-            "requests": job.requests,
-            "succeeded": settled.succeeded,
-            "errored": settled.errored,
-            "input_tokens": int(t["input_tokens"].fillna(0).sum()) if len(t) else 0,
-            "output_tokens": int(t["output_tokens"].fillna(0).sum()) if len(t) else 0,
-            "cached_tokens": int(t["cached_tokens"].fillna(0).sum()) if len(t) else 0,
-            "cost": actual,
-            "realtime_cost": realtime,
-            "savings": None if actual is None or realtime is None else realtime - actual,
-            "estimated_cost": job.estimated_cost,
-        }
+        return summarize(
+            job_id=job.id,
+            state=job.state,
+            model=job.model,
+            rows=job.rows,
+            requests=job.requests,
+            succeeded=settled.succeeded,
+            errored=settled.errored,
+            results=settled.table,
+            estimate=load_estimate(self.folder),
+            estimated_cost=job.estimated_cost,
+        )
 
     # -- reprs ------------------------------------------------------------------------------
 
@@ -335,8 +332,6 @@ def _owned(frame: pd.DataFrame, columns: Columns, values: pd.DataFrame) -> list[
 
 
 def _usage_columns(settled: Any, job: JobRecord, columns: Columns) -> pd.DataFrame:
-    from .estimate.prices import lookup
-
     t = settled.table.reindex(pd.RangeIndex(job.requests))
     data = {
         f"{columns.output}_input_tokens": t["input_tokens"].astype("Int64"),
@@ -345,21 +340,9 @@ def _usage_columns(settled: Any, job: JobRecord, columns: Columns) -> pd.DataFra
     }
     if job.provider == "anthropic":  # Anthropic bills cache writes separately
         data[f"{columns.output}_cache_write_tokens"] = t["cache_write_tokens"].astype("Int64")
-    price = lookup(job.model)
-    if price is not None:
-        from .runner import usage_cost
-
-        def tokens(name: str) -> np.ndarray:
-            return t[name].astype("Float64").fillna(0).to_numpy(dtype=float)
-
-        realtime = usage_cost(
-            price,
-            tokens("input_tokens"),
-            tokens("output_tokens"),
-            tokens("cached_tokens"),
-            tokens("cache_write_tokens"),
-        )
-        data[f"{columns.output}_cost"] = pd.array(realtime * price.batch_discount, dtype="Float64")
+    costs = result_costs(job.model, t)  # pilot answers at realtime, the rest at batch rates
+    if costs is not None:
+        data[f"{columns.output}_cost"] = pd.array(costs[0], dtype="Float64")
     return pd.DataFrame(data)
 
 

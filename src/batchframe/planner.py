@@ -7,6 +7,7 @@ deterministic; the first remote call happens in the runner.
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from .prompts.shards import plan_shards
 from .providers.base import Limits, Provider
 from .records import RequestSpec, part_name
 from .store import JobRecord, ShardRecord, Store, atomic_writer, private_dir, write_parquet
+from .store.files import write_bytes
 
 
 @dataclass(frozen=True)
@@ -123,9 +125,18 @@ def create_job(
     estimated_cost: float | None,
     max_shard_requests: int | None = None,
     max_shard_bytes: int | None = None,
+    answered: pa.Table | None = None,
+    estimate: dict[str, Any] | None = None,
 ) -> JobRecord:
-    """Write the job's files and records; returns the stored job (state ``planned``)."""
+    """Write the job's files and records; returns the stored job (state ``planned``).
+
+    ``answered`` holds results a pilot already produced (see batchframe.pilot): they become
+    the job's ``results/pilot.parquet`` and their requests are left out of the shards.
+    ``estimate`` (Estimate.to_dict()) is kept as ``estimate.json`` for the cost summary.
+    """
     keys = np.arange(prepared.n_requests, dtype=np.int64)
+    if answered is not None and answered.num_rows:
+        keys = keys[~np.isin(keys, answered["key"].to_numpy())]
     # Encode first: a request too large to send fails here, before any file is written.
     plans = encode_shards(
         provider,
@@ -147,6 +158,10 @@ def create_job(
         pa.table({"key": pa.array(prepared.row_keys), "input_error": prepared.input_errors}),
     )
     write_parquet(folder / "requests.parquet", prepared.requests)
+    if answered is not None and answered.num_rows:
+        write_parquet(private_dir(folder / "results") / "pilot.parquet", answered)
+    if estimate is not None:
+        write_bytes(folder / "estimate.json", json.dumps(estimate, default=str).encode())
 
     shards = []
     for shard_no, plan in enumerate(plans):

@@ -27,8 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .crashpoints import reached
-from .errors import JobBusyError, ProviderError
-from .estimate.prices import lookup as lookup_price
+from .errors import JobBusyError, ProviderError, ProviderRequestError
+from .estimate.actual import total_costs
 from .events import Event, EventKind, JobSnapshot, Observer
 from .outcomes import PENDING, Settled, load_results, settle
 from .planner import encode_shards, planned_shard, write_shard_files
@@ -198,7 +198,9 @@ class Runner:
         tag = {"batchframe_job": self.job_id, "batchframe_shard": str(shard.shard)}
         batch_id = None
         if state == "creating":
-            claimed = frozenset(s.batch_id for s in self.store.shards(self.job_id) if s.batch_id)
+            # Never adopt a batch any job in this store already owns (Anthropic batches carry
+            # no metadata, so adoption there goes by size and creation time).
+            claimed = self.store.batch_ids()
             batch_id = self.provider.find_batch(
                 tag, since=shard.intent_at or 0.0, total=shard.requests, claimed=claimed
             )
@@ -226,8 +228,12 @@ class Runner:
             and status.status in ("in_progress", "validating")
             and self.store.claim_cancel(self.job_id, shard.shard)
         ):
-            # Submitted while (or after) the user cancelled: cancel it now.
-            status = self.provider.cancel(shard.batch_id)
+            # Submitted while (or after) the user cancelled: cancel it now. If it ended in
+            # between, the provider refuses the cancel; the next poll sees the end.
+            try:
+                status = self.provider.cancel(shard.batch_id)
+            except ProviderRequestError as exc:
+                self.store.log(self.job_id, "note", f"cancel of {shard.batch_id}: {exc}")
         counts = {"total": status.total, "succeeded": status.succeeded, "failed": status.failed}
         changes: dict[str, Any] = {"remote_status": status.status, "counts": counts}
         if status.terminal:
@@ -448,17 +454,8 @@ def _reconcile(
 
 
 def _costs(model: str, settled: Settled | None) -> tuple[float | None, float | None]:
-    price = lookup_price(model)
-    if price is None or settled is None or not len(settled.table):
-        return (None, None) if price is None else (0.0, 0.0)
-    t = settled.table
-    answered = t[t["fate"] == OK]
-    inp = int(answered["input_tokens"].fillna(0).sum())
-    out = int(answered["output_tokens"].fillna(0).sum())
-    cached = int(answered["cached_tokens"].fillna(0).sum())
-    written = int(answered["cache_write_tokens"].fillna(0).sum())
-    realtime = float(usage_cost(price, inp, out, cached, written))
-    return realtime * price.batch_discount, realtime
+    """(billed, realtime) USD of the answered requests; pilot answers bill at realtime."""
+    return total_costs(model, None if settled is None else settled.table)
 
 
 def usage_cost(

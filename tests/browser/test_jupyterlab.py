@@ -128,6 +128,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     (home / "jupyter-config" / "labconfig" / "page_config.json").write_text(
         json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
     )
+    # Render every cell (no virtual scrolling), so a panel scrolled out of view still updates
+    # its DOM and can be found; and keep the notebook where the test scrolls it.
+    settings = home / "lab-settings" / "@jupyterlab" / "notebook-extension"
+    settings.mkdir(parents=True)
+    (settings / "tracker.jupyterlab-settings").write_text(
+        json.dumps({"windowingMode": "none", "scrollPastEnd": False})
+    )
     port = _free_port()
     token = os.urandom(16).hex()
     log = base / "jupyterlab.log"

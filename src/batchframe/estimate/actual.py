@@ -11,8 +11,10 @@ enough for a model's higher band pays that band's rates for the whole request.
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +25,7 @@ from .prices import Price, lookup
 __all__ = [
     "PILOT_SHARD",
     "CostSummary",
+    "load_estimate",
     "result_costs",
     "summarize",
     "total_costs",
@@ -31,6 +34,15 @@ __all__ = [
 # Results a pilot produced carry this shard number in the job's result files.
 PILOT_SHARD = -1
 _PER_TOKEN = 1e-6
+
+
+def load_estimate(folder: Path) -> dict[str, Any] | None:
+    """The estimate stored with a job (``estimate.json``), or None for older jobs."""
+    try:
+        data = json.loads((folder / "estimate.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _column(table: pd.DataFrame, name: str) -> np.ndarray:

@@ -36,7 +36,13 @@ from .tokens import CLAUDE_RELATIVE_ERROR, TokenCount, base_model_name, count_ch
 if TYPE_CHECKING:
     from ..prompts.build import Prepared
 
-__all__ = ["COUNT_CONCURRENCY", "estimate_prepared", "max_output_of", "remote_token_counts"]
+__all__ = [
+    "COUNT_CONCURRENCY",
+    "estimate_prepared",
+    "max_output_of",
+    "remote_token_counts",
+    "request_bodies",
+]
 
 # Count-tokens calls in flight at once: the endpoints are rate limited per minute.
 COUNT_CONCURRENCY = 8
@@ -108,7 +114,8 @@ def _subset(count: TokenCount, mask: np.ndarray) -> TokenCount:
 # --- counting through the provider -----------------------------------------------------------
 
 
-def _bodies(prepared: Prepared, provider: Any, keys: np.ndarray) -> list[dict[str, Any]]:
+def request_bodies(prepared: Prepared, provider: Any, keys: np.ndarray) -> list[dict[str, Any]]:
+    """The request bodies (what the realtime endpoint takes) of the requests ``keys``."""
     from ..prompts.build import custom_ids
 
     take = pa.array(keys, type=pa.int64())
@@ -178,7 +185,7 @@ def remote_token_counts(
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for start in range(0, len(keys), batch):
             chunk = keys[start : start + batch]
-            counts = list(pool.map(one, _bodies(prepared, provider, chunk)))
+            counts = list(pool.map(one, request_bodies(prepared, provider, chunk)))
             per_request[start : start + len(chunk)] = counts
     return TokenCount(
         per_request=per_request,
@@ -237,11 +244,13 @@ def estimate_prepared(
     answered = np.zeros(0, dtype=np.int64)
     measured = None
     if pilot_results is not None and len(pilot_results):
-        ok = pilot_results[pilot_results["fate"] == "ok"]
-        answered = np.unique(ok["key"].to_numpy(dtype=np.int64))
-        measured = ok.drop_duplicates("key")
+        ok = pilot_results[pilot_results["fate"] == "ok"].drop_duplicates("key")
+        if len(ok):
+            measured = ok
+            answered = np.unique(ok["key"].to_numpy(dtype=np.int64))
     planned = np.asarray(pilot_keys if pilot_keys is not None else [], dtype=np.int64)
-    pilot = np.union1d(answered, planned) if measured is None else answered
+    planned = np.setdiff1d(planned, answered)
+    pilot = np.union1d(answered, planned)
     if len(pilot) and (pilot.min() < 0 or pilot.max() >= n):
         raise InputError(f"Pilot request keys must be between 0 and {n - 1}.")
     send = np.ones(n, dtype=bool)
@@ -252,13 +261,13 @@ def estimate_prepared(
     count = _subset(counted, send)
     expected = None
     expected_source = ""
-    pilot_cost: float | None = None
-    if measured is not None and len(measured):
+    pilot_cost: float | None = 0.0
+    if measured is not None:
         out_tokens = pd.to_numeric(measured["output_tokens"], errors="coerce").dropna()
         if len(out_tokens):
             expected = float(out_tokens.mean())
             expected_source = (
-                f"pilot mean {expected:,.1f} per request, max {int(out_tokens.max()):,}"
+                f"pilot: mean {expected:,.1f} per request, max {int(out_tokens.max()):,}"
             )
         costs = result_costs(model, measured.assign(shard=-1))
         pilot_cost = None if costs is None else float(costs[0].sum())
@@ -274,14 +283,18 @@ def estimate_prepared(
                     f"The pilot's reported input tokens differ from the offline count by "
                     f"{diff:+,} over {int(usable.sum())} requests (chat framing varies by model)."
                 )
-    elif len(pilot):
+    if len(planned) and pilot_cost is not None:
+        # Not run yet: bound the pilot's realtime cost by max_tokens, like the batch.
         per_out = max_out
         if per_out is None:
             price = lookup(model)
             per_out = None if price is None else price.max_output_tokens
-        if per_out is not None:
-            bound = request_costs(model, counted.per_request[pilot], per_out, batch=False)
-            pilot_cost = None if bound is None else float(bound.sum())
+        bound = (
+            None
+            if per_out is None
+            else request_costs(model, counted.per_request[planned], per_out, batch=False)
+        )
+        pilot_cost = None if bound is None else pilot_cost + float(bound.sum())
 
     if exact and not count.exact and len(to_send):
         count = remote_token_counts(prepared, provider, to_send, concurrency=concurrency)
@@ -306,6 +319,6 @@ def estimate_prepared(
         expected_source=expected_source,
         pilot_requests=len(pilot),
         pilot_cost=pilot_cost,
-        pilot_measured=measured is not None,
+        pilot_measured=len(planned) == 0 and measured is not None,
         extra_notes=notes,
     )

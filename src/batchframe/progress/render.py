@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections import Counter
 
 from batchframe.events import JobSnapshot
@@ -107,11 +108,81 @@ def eta_text(s: JobSnapshot) -> str:
     return "ETA unknown" if s.eta_seconds is None else f"ETA {format_duration(s.eta_seconds)}"
 
 
-def cost_text(s: JobSnapshot) -> str:
-    text = f"estimated {format_usd(s.estimated_cost)} · actual so far {format_usd(s.actual_cost)}"
-    if s.savings is not None:
-        text += f" · saved {format_usd(s.savings)}"
+def shards_text(s: JobSnapshot) -> str:
+    """The remote batches (shards): ``batches: 2 in flight / 3 total · retries: 4``."""
+    return (
+        f"batches: {s.shards_in_flight} in flight / {s.shards_total} total"
+        f" · retries: {format_count(s.retries_scheduled)}"
+    )
+
+
+def timing_text(s: JobSnapshot) -> str:
+    text = f"elapsed {format_duration(s.elapsed)}"
+    if eta := eta_text(s):
+        text += f" · {eta}"
     return text
+
+
+def cost_text(s: JobSnapshot) -> str:
+    """``cost so far $0.00042 (estimate ≤ $0.0123) · saved $0.00042 vs realtime``."""
+    label = "cost" if s.terminal else "cost so far"
+    text = f"{label} {format_usd(s.actual_cost)}"
+    if s.estimated_cost is not None:
+        text += f" (estimate ≤ {format_usd(s.estimated_cost)})"
+    else:
+        text += " (estimate unknown)"
+    if s.savings is not None:
+        text += f" · saved {format_usd(s.savings)} vs realtime"
+    return text
+
+
+# The runner's own end-of-job message restates the counts the summary already shows.
+_ROUTINE_END = re.compile(r"^[\d,]+ of [\d,]+ requests answered, [\d,]+ with errors\.$")
+
+
+def outcome_text(s: JobSnapshot) -> str:
+    """What happened and what to do next; empty while the job is running normally.
+
+    Finished: a summary (rows, errors, cost, savings). Failed: the reason and how to resume.
+    Cancelled: what was kept and what the other rows say.
+    """
+    if s.state == "finished":
+        rows = f"{format_count(s.rows)} rows"
+        if s.requests != s.rows:
+            rows += f" → {format_count(s.requests)} requests"
+        text = (
+            f"Done in {format_duration(s.elapsed)}: {rows}, {format_count(s.succeeded)} answered, "
+            f"{format_count(s.failed)} failed. Cost {format_usd(s.actual_cost)}"
+        )
+        text += f", saved {format_usd(s.savings)} against realtime prices." if s.savings else "."
+        if s.failed or s.requests != s.rows:
+            text += " Rows without an answer say why in the error column."
+        if s.message and not _ROUTINE_END.match(s.message):
+            text += f"\n{s.message}"
+        return text
+    if s.state == "failed":
+        reason = s.message or "no reason was reported"
+        return (
+            f"Failed: {reason}\n"
+            "What to do: fix the cause, then run the same cell again (or "
+            f'batchframe.attach("{s.job_id}").result()) to resume. Rows already answered '
+            "are kept and are not paid for twice."
+        )
+    if s.state in ("cancelled", "cancelling"):
+        if s.state == "cancelling":
+            head = "Cancelling: the remote batches are being stopped."
+        else:
+            head = (
+                f"Cancelled: {format_count(s.succeeded)} requests were answered before the "
+                f"cancel; the other {format_count(s.failed)} rows carry an error "
+                "(unanswered ones say 'cancelled')."
+            )
+        tail = " Running the same call again returns these results; fresh=True starts anew."
+        text = head + ("" if s.state == "cancelling" else tail)
+        if s.message and not _ROUTINE_END.match(s.message):
+            text += f"\n{s.message}"
+        return text
+    return s.message or ""
 
 
 def summary_line(s: JobSnapshot) -> str:
@@ -137,33 +208,34 @@ def summary_line(s: JobSnapshot) -> str:
 
 def snapshot_text(s: JobSnapshot) -> str:
     """A few lines a person reads at a glance in a terminal."""
-    timing = f"elapsed {format_duration(s.elapsed)}"
-    if eta := eta_text(s):
-        timing += f" · {eta}"
     lines = [
         f"batchframe job {s.job_id} · {s.provider}/{s.model}",
         f"state: {state_text(s)}",
         f"{counts_text(s)} · {s.fraction:.0%}{rows_note(s)}",
-        f"shards: {s.shards_in_flight} in flight / {s.shards_total} total"
-        f" · retries: {format_count(s.retries_scheduled)}",
-        timing,
-        f"cost: {cost_text(s)}",
+        shards_text(s),
+        timing_text(s),
+        cost_text(s),
     ]
-    if s.message:
-        lines.append(s.message)
+    if outcome := outcome_text(s):
+        lines.append(outcome)
     return "\n".join(lines)
 
 
 # --- HTML -------------------------------------------------------------------------------
+#
+# Inline styles only (no classes, no scripts): the same HTML renders in JupyterLab, VS Code,
+# nbviewer and GitHub. Sizes are explicit because JupyterLab's widget HTML inherits a tall
+# line-height and nowrap that would otherwise spread the panel out.
 
-_MUTED = "opacity: 0.75;"
+_MUTED = "opacity: 0.72;"
+_FONT = "font-family: var(--jp-ui-font-family, system-ui, sans-serif); font-size: 13px;"
 
 
 def badge_html(s: JobSnapshot) -> str:
     colour = STATE_COLOURS.get(s.state, "#616161")
     badge = (
         f'<span style="background: {colour}; color: #fff; border-radius: 3px; '
-        f'padding: 1px 6px; font-weight: 600;">{html.escape(s.state)}</span>'
+        f'padding: 1px 7px; font-weight: 600;">{html.escape(s.state)}</span>'
     )
     remote = remote_status_text(s)
     if remote:
@@ -186,48 +258,65 @@ def bar_html(s: JobSnapshot, width: str = "100%") -> str:
         if n > 0
     )
     return (
-        f'<div style="display: flex; width: {width}; height: 10px; border-radius: 3px; '
+        f'<div style="display: flex; width: {width}; height: 12px; border-radius: 3px; '
         f'overflow: hidden; background: {PENDING_COLOUR};">{parts}</div>'
     )
 
 
-def counts_html(s: JobSnapshot) -> str:
-    text = (
-        f"<b>{s.done:,}</b> / {s.requests:,} done "
-        f'(<span style="color: {SUCCEEDED_COLOUR};">{s.succeeded:,} succeeded</span>, '
-        f'<span style="color: {FAILED_COLOUR};">{s.failed:,} failed</span>, '
-        f"{s.pending:,} pending)"
+def _dot(colour: str) -> str:
+    return (
+        f'<span style="display: inline-block; width: 9px; height: 9px; border-radius: 50%; '
+        f'background: {colour}; margin-right: 4px;"></span>'
     )
-    return f"{text} · {s.fraction:.0%}{html.escape(rows_note(s))}"
+
+
+def counts_html(s: JobSnapshot) -> str:
+    return (
+        f"<b>{s.done:,}</b> / {s.requests:,} done · {s.fraction:.0%} &nbsp; "
+        f"{_dot(SUCCEEDED_COLOUR)}{s.succeeded:,} succeeded &nbsp; "
+        f"{_dot(FAILED_COLOUR)}{s.failed:,} failed &nbsp; "
+        f"{_dot(PENDING_COLOUR)}{s.pending:,} pending"
+        f'<span style="{_MUTED}">{html.escape(rows_note(s))}</span>'
+    )
 
 
 def details_html(s: JobSnapshot) -> str:
-    timing = f"elapsed {format_duration(s.elapsed)}"
-    if eta := eta_text(s):
-        timing += f" · {eta}"
-    rows = [
-        f"shards: {s.shards_in_flight} in flight / {s.shards_total} total"
-        f" · retries: {s.retries_scheduled:,}",
-        timing,
-        f"cost: {cost_text(s)}",
-    ]
+    rows = [f"{shards_text(s)} · {timing_text(s)}", cost_text(s)]
     return "<br>".join(html.escape(r) for r in rows)
 
 
 def message_html(s: JobSnapshot) -> str:
-    if not s.message:
+    text = outcome_text(s)
+    if not text:
         return ""
-    colour = STATE_COLOURS[s.state] if s.state in ("failed", "cancelled") else "inherit"
-    return (
-        f'<div style="color: {colour}; white-space: pre-wrap; margin-top: 4px;">'
-        f"{html.escape(s.message)}</div>"
-    )
+    if s.state in ("failed", "cancelled", "cancelling", "finished"):
+        colour = STATE_COLOURS[s.state]
+        weight = "font-weight: 600; " if s.state == "failed" else ""
+        return (
+            f'<div style="margin-top: 6px; padding: 4px 8px; border-left: 3px solid {colour}; '
+            f'{weight}white-space: pre-wrap;">{html.escape(text)}</div>'
+        )
+    return f'<div style="margin-top: 4px; {_MUTED} white-space: pre-wrap;">{html.escape(text)}</div>'
 
 
 def header_html(s: JobSnapshot) -> str:
     return (
-        f"<b>batchframe job {html.escape(s.job_id)}</b> "
-        f'<span style="{_MUTED}">{html.escape(s.provider)} / {html.escape(s.model)}</span>'
+        f"<b>batchframe</b> job <code>{html.escape(s.job_id)}</code> "
+        f'<span style="{_MUTED}">{html.escape(s.provider)} / {html.escape(s.model)}</span> '
+        f"&nbsp;{badge_html(s)}"
+    )
+
+
+def panel_body_html(s: JobSnapshot) -> str:
+    """The panel's content: header, bar, counts, details and the outcome, without a frame."""
+    return (
+        f'<div style="{_FONT} line-height: 1.5; white-space: normal; color: inherit;">'
+        f"<div>{header_html(s)}</div>"
+        f'<div style="margin: 6px 0 4px 0;">{bar_html(s)}</div>'
+        f"<div>{counts_html(s)}</div>"
+        f'<div style="{_MUTED}">{details_html(s)}</div>'
+        f"{message_html(s)}"
+        "</div>"
     )
 
 
@@ -235,14 +324,6 @@ def snapshot_html(s: JobSnapshot) -> str:
     """The snapshot as one compact, self-contained HTML block (inline styles, no JS)."""
     colour = STATE_COLOURS.get(s.state, "#616161")
     return (
-        f'<div style="font-family: sans-serif; font-size: 13px; line-height: 1.5; '
-        f"color: inherit; border-left: 4px solid {colour}; padding: 4px 10px; "
-        f'max-width: 640px;">'
-        f"<div>{header_html(s)}</div>"
-        f"<div>{badge_html(s)}</div>"
-        f'<div style="margin: 4px 0;">{bar_html(s)}</div>'
-        f"<div>{counts_html(s)}</div>"
-        f'<div style="{_MUTED}">{details_html(s)}</div>'
-        f"{message_html(s)}"
-        "</div>"
+        f'<div style="border-left: 4px solid {colour}; padding: 4px 10px; max-width: 720px;">'
+        f"{panel_body_html(s)}</div>"
     )

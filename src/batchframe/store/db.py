@@ -230,6 +230,12 @@ class Store:
     def update_shard(self, job_id: str, shard: int, **changes: Any) -> None:
         _update(self, "shards", "job_id = ? AND shard = ?", (job_id, shard), changes)
 
+    def batch_ids(self) -> frozenset[str]:
+        """Every remote batch id recorded by any job in this store."""
+        with self._lock:
+            rows = self._db.execute("SELECT batch_id FROM shards WHERE batch_id IS NOT NULL")
+            return frozenset(row[0] for row in rows.fetchall())
+
     def claim_cancel(self, job_id: str, shard: int) -> bool:
         """True for exactly one caller per shard: the one that should send the cancel."""
         with self.transaction() as db:
