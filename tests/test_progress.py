@@ -343,7 +343,9 @@ def test_console_logs_lines_when_not_a_tty() -> None:
     assert "planned" in lines[0]
     assert "412 / 1,000 done" in lines[1] and "in_progress ×2" in lines[1]
     assert "607 / 1,000 done" in lines[2]
-    assert lines[-1].startswith("batchframe job bf-1a2b finished: 1,200 rows as 1,000 requests: 993 answered")
+    assert lines[-1].startswith(
+        "batchframe job bf-1a2b finished: 1,200 rows as 1,000 requests: 993 answered"
+    )
     assert "7 failed" in lines[-1] and "cost $1.50" in lines[-1]
 
 

@@ -569,3 +569,46 @@ def test_no_format_passes_text_through() -> None:
 def test_response_format_round_trips_through_json() -> None:
     rf, _ = schema_format(Ticket)
     assert ResponseFormat.from_json(json.loads(json.dumps(rf.to_json()))) == rf
+
+
+def test_unusable_answer_kinds_at_key_level() -> None:
+    """Decoded results -> error and raw text, for each way an answer can be unusable."""
+    from batchframe.join import Columns, key_level
+    from batchframe.outcomes import SUCCEEDED, Settled
+
+    rows = [
+        # text, finish_reason, refusal
+        ('{"label": "a"}', "stop", None),
+        ('{"label": "a", "x', "content_filter", None),
+        ("", "refusal", "the model declined to answer"),  # Claude: no words given
+        (None, "stop", "No."),  # OpenAI: content null, refusal text
+        ('{"label": "zz"}', "stop", None),
+    ]
+    table = pd.DataFrame(
+        {
+            "fate": ["ok"] * len(rows),
+            "text": pd.array([r[0] for r in rows], dtype="string"),
+            "error_code": pd.array([None] * len(rows), dtype="string"),
+            "error_message": pd.array([None] * len(rows), dtype="string"),
+            "finish_reason": pd.array([r[1] for r in rows], dtype="string"),
+            "refusal": pd.array([r[2] for r in rows], dtype="string"),
+        },
+        index=pd.RangeIndex(len(rows), name="key"),
+    )
+    settled = Settled(table, np.full(len(rows), SUCCEEDED, dtype=np.int8))
+    values, error, raw = key_level(
+        settled,
+        len(rows),
+        response_format=choices_format(["a", "b"]),
+        columns=Columns("x"),
+        unfinished=None,
+    )
+    assert values["x"].tolist()[0] == "a" and values["x"].isna()[1:].all()
+    assert error.tolist() == [
+        pd.NA,
+        "content_filter: the provider's content filter withheld or cut the answer",
+        "refusal: the model declined to answer",
+        "refusal: the model declined to answer: No.",
+        "invalid_choice: 'zz' is not one of the choices ['a', 'b']",
+    ]
+    assert raw.tolist() == [pd.NA, '{"label": "a", "x', "", "No.", '{"label": "zz"}']

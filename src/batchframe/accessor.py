@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ from .records import RequestSpec, ResponseFormat
 from .structured import response_format_for
 
 ROLES = ("system", "user", "assistant")
+_ENDED = ("finished", "cancelled")
 Prompt = str | Sequence[tuple[str, str]]
 
 
@@ -107,7 +107,7 @@ class LLMAccessor:
                 pilot_keys=planned,
                 pilot_results=None if answered is None else answered.to_pandas(),
             )
-        if max_cost is not None and existing is None:
+        if max_cost is not None and (existing is None or existing.state not in _ENDED):
             assert estimate is not None
             _check_budget(estimate, max_cost)  # before anything is sent, the pilot included
         if pilot is not None and existing is None:
@@ -187,6 +187,70 @@ class LLMAccessor:
         if not wait:
             return job.start()
         return job.result()
+
+    def pilot(
+        self,
+        template: Prompt,
+        *,
+        model: str,
+        n: int = 20,
+        seed: int = 0,
+        provider: str | None = None,
+        system: str | None = None,
+        output: str = "output",
+        client: Any = None,
+        choices: Sequence[str] | None = None,
+        schema: Any = None,
+        prefix: str | None = None,
+        fresh: bool = False,
+        on_missing: OnMissing = "row_error",
+        dedupe: bool = True,
+        exact: bool = False,
+        home: str | Path | None = None,
+        concurrency: int = 4,
+        endpoint: str | None = None,
+        **params: Any,
+    ) -> Pilot:
+        """Answer ``n`` sampled requests through the realtime endpoint now, before the batch.
+
+        Takes the same arguments as :meth:`batch`. Returns a :class:`~batchframe.pilot.Pilot`:
+        ``.answers`` (the sampled rows' inputs beside their answers, tokens and cost) and
+        ``.estimate`` (the full batch, refined with the measured output tokens). Answers are
+        stored as they arrive; the same ``batch(...)`` call afterwards adopts them instead of
+        sending those requests again, and re-running the pilot does not pay twice. The sample
+        is deterministic: the first ``n`` of a permutation fixed by ``seed``.
+        """
+        _check_output(output)
+        response_format, schema_model = response_format_for(choices, schema, prefix)
+        backend = make_provider(infer_provider(model, provider), client)
+        prepared = self._prepare(
+            template, system, backend, model, params, endpoint, response_format, on_missing, dedupe
+        )
+        store = open_store(home)
+        existing = None if fresh else store.find_job(prepared.fingerprint)
+        job_results: dict[int, dict[str, Any]] = {}
+        pending: list[int] = []
+        if existing is not None:
+            # The batch job for this call exists: show its answers, never pay for them twice.
+            job_results, pending = job_answers(store, existing)
+        return run_pilot(
+            self._frame,
+            prepared,
+            backend,
+            n=n,
+            seed=seed,
+            home=store.home,
+            input_columns=self._input_columns(template, system),
+            output=output,
+            prefix=prefix,
+            schema_model=schema_model,
+            concurrency=concurrency,
+            reuse=not fresh,
+            exact=exact,
+            job_results=job_results,
+            job_pending=pending,
+            job_id=None if existing is None else existing.id,
+        )
 
     def to_jsonl(
         self,
@@ -277,37 +341,17 @@ class LLMAccessor:
         return prepare(frame, spec, templates, labels=labels, on_missing=on_missing, dedupe=dedupe)
 
     def _estimate(self, prepared: Prepared, backend: Provider) -> Estimate:
-        spec = prepared.spec
-        parts = prepared.parts()
-        limits = backend.limits
-        text_bytes = sum(int(p.nbytes) for p in parts)
-        shards = max(
-            math.ceil(prepared.n_requests / limits.max_requests),
-            math.ceil(text_bytes / limits.max_bytes),
-            1 if prepared.n_requests else 0,
-        )
-        max_out = next(
-            (
-                spec.params[k]
-                for k in ("max_tokens", "max_completion_tokens", "max_output_tokens")
-                if k in spec.params
-            ),
-            None,
-        )
-        samples = tuple(
-            "\n".join(f"[{role}] {p[i].as_py()}" for role, p in zip(spec.roles, parts))
-            for i in range(min(3, prepared.n_requests))
-        )
-        return build_estimate(
-            model=spec.model,
-            provider=spec.provider,
-            rows=prepared.rows,
-            requests=prepared.n_requests,
-            shards=shards,
-            messages=list(zip(spec.roles, parts)),
-            max_output_tokens=max_out,
-            samples=samples,
-        )
+        return estimate_prepared(prepared, backend)
+
+    def _input_columns(self, template: Prompt, system: str | None) -> list[Any]:
+        """The frame's columns the template reads, in order of first use."""
+        _, templates = _templates(template, system, self._frame.columns)
+        labels = {str(c): c for c in self._frame.columns}
+        seen: dict[Any, None] = {}
+        for t in templates:
+            for name in t.columns:
+                seen.setdefault(labels.get(name, name), None)
+        return list(seen)
 
 
 def _templates(
@@ -348,19 +392,54 @@ def _check_output(output: object) -> None:
         raise InputError(f"output= must be a non-empty column name, got {output!r}.")
 
 
-def _check_budget(estimate: Estimate, max_cost: float) -> None:
-    if estimate.cost is None:
+def _check_budget(estimate: Estimate, max_cost: float, *, after_pilot: int = 0) -> None:
+    """Refuse (BudgetExceededError) when the estimate's upper bound exceeds ``max_cost`` USD."""
+    if isinstance(max_cost, bool) or not isinstance(max_cost, int | float) or not max_cost >= 0:
+        raise InputError(f"max_cost must be a number of USD >= 0, got {max_cost!r}.")
+    sent = (
+        f"Only the {after_pilot}-request pilot was sent; its answers are stored and reused by "
+        "the next call."
+        if after_pilot
+        else "Nothing was sent."
+    )
+    model = estimate.model
+    total = estimate.total_cost
+    if total is None:
+        if estimate.price_source == "unpriced":
+            reason = (
+                f"{model} has no known price, so the cost cannot be checked. Register its rates "
+                f"with batchframe.set_price({model!r}, input=..., output=...) (USD per million "
+                "tokens) or drop max_cost."
+            )
+        else:
+            reason = (
+                f"the output of {model} is unbounded ({estimate.output_bound_source}), so the "
+                "cost has no upper bound. Set max_tokens=... or drop max_cost."
+            )
         raise BudgetExceededError(
-            f"max_cost={max_cost} is set but {estimate.model} has no known price, so the cost "
-            "cannot be checked. Register a price with batchframe.set_price(...) or drop max_cost.",
-            estimate=estimate,
+            f"max_cost=${max_cost:,.4f} is set but {reason} {sent}", estimate=estimate
         )
-    if not estimate.fits(max_cost):
+    if total > max_cost:
+        what = "cost (pilot plus batch)" if estimate.pilot_requests else "batch cost"
+        over = total - max_cost
+        share = f" ({over / max_cost:.0%} over)" if max_cost > 0 else ""
         fit = estimate.rows_within(max_cost)
+        hints = [f"about {fit:,} of the {estimate.rows:,} rows would fit (df.sample(n))"]
+        tokens = estimate.max_tokens_within(max_cost)
+        if tokens is not None and tokens >= 1:
+            hints.append(f"max_tokens={tokens:,} instead of {estimate.output_bound_source}")
+        expected = ""
+        if estimate.total_cost_expected is not None:
+            expected = f" (expected {_usd(estimate.total_cost_expected)})"
         raise BudgetExceededError(
-            f"The estimated batch cost is up to ${estimate.cost:,.4f}, which exceeds "
-            f"max_cost=${max_cost:,.4f} by ${estimate.cost - max_cost:,.4f}. About {fit:,} of "
-            f"{estimate.rows:,} rows would fit; lower max_tokens, sample the frame "
-            "(df.sample(n)), or raise max_cost. Nothing was sent.",
+            f"The estimated {what} is up to {_usd(total)}{expected}, which exceeds "
+            f"max_cost={_usd(max_cost)} by {_usd(over)}{share}. Within the budget: "
+            f"{'; or '.join(hints)}; or raise max_cost. {sent}",
             estimate=estimate,
         )
+
+
+def _usd(value: float) -> str:
+    if value >= 1 or value == 0:
+        return f"${value:,.2f}"
+    return f"${value:.4f}" if value >= 0.01 else f"${value:.6f}"

@@ -13,12 +13,20 @@ import pandas as pd
 
 from . import settings
 from .crashpoints import reached
-from .estimate.actual import CostSummary, load_estimate, result_costs, summarize
 from .errors import JobBusyError, JobError, ProviderError
+from .estimate.actual import CostSummary, load_estimate, result_costs, summarize
 from .events import JobSnapshot, Observer
 from .join import Columns, key_level, to_rows
 from .outcomes import load_results, settle
-from .progress import make_observer, snapshot_html, snapshot_text
+from .progress import (
+    JobsFrame,
+    display_job,
+    in_notebook,
+    interrupted_note,
+    make_observer,
+    snapshot_html,
+    snapshot_text,
+)
 from .providers import Provider, make_provider
 from .records import ResponseFormat
 from .runner import DONE, Runner, RunnerOptions, build_snapshot, pending_keys_of
@@ -113,7 +121,9 @@ class BatchJob:
     def start(self) -> BatchJob:
         """Drive the job from a background thread; the call returns at once."""
         if self.record.state in ("finished", "cancelled"):
-            self._make_runner()._emit("finished")
+            snapshot = self.status(refresh=False)  # from the store: counts, cost, retries
+            for observer in self._observers():
+                observer.on_event(_event(snapshot))
             return self
         if self._thread is not None and self._thread.is_alive():
             return self
@@ -132,9 +142,24 @@ class BatchJob:
         return self
 
     def wait(self, timeout: float | None = None) -> BatchJob:
-        """Block until every row has a result or an error (or ``timeout`` seconds pass)."""
+        """Block until every row has a result or an error (or ``timeout`` seconds pass).
+
+        In a notebook the job is driven from a background thread while the cell waits, so an
+        interrupt (the kernel's stop button) ends the wait but not the job: the panel keeps
+        updating and its Cancel button works once the cell is free.
+        """
+        if (
+            self._thread is None
+            and in_notebook()
+            and self.record.state not in ("finished", "cancelled")
+        ):
+            self.start()
         if self._thread is not None:
-            self._thread.join(timeout)
+            try:
+                self._thread.join(timeout)
+            except KeyboardInterrupt:  # stop waiting, not the job: the thread drives on
+                self._note(interrupted_note(self._id, background=True))
+                raise
             if self._thread.is_alive():
                 raise TimeoutError(f"Job {self._id} is still running after {timeout} s.")
             self._thread = None
@@ -155,7 +180,15 @@ class BatchJob:
                     time.sleep(self._options.poll_interval)
         except JobBusyError:
             self._observe(timeout)
+        except KeyboardInterrupt:
+            self._note(interrupted_note(self._id, background=False))
+            raise
         return self
+
+    def _note(self, text: str) -> None:
+        show_note = getattr(self._observer, "show_note", None)
+        if callable(show_note):
+            show_note(text)
 
     def wait_submitted(self, timeout: float | None = None) -> BatchJob:
         """Block until the batches that may run now are created remotely (for ``--no-wait``).
@@ -322,6 +355,12 @@ class BatchJob:
         except Exception:
             return f"<code>BatchJob {html.escape(self._id)}</code>"
 
+    def _ipython_display_(self) -> None:
+        """In a notebook: the live panel when this handle has one, else the snapshot."""
+        display_job(
+            self._observer, lambda: {"text/plain": repr(self), "text/html": self._repr_html_()}
+        )
+
 
 def _owned(frame: pd.DataFrame, columns: Columns, values: pd.DataFrame) -> list[str]:
     """Columns a previous run of this job left on the frame; the fresh ones replace them."""
@@ -356,10 +395,10 @@ def _event(snapshot: JobSnapshot) -> Any:
 
 
 def jobs(home: str | Path | None = None) -> pd.DataFrame:
-    """The stored jobs, newest first."""
+    """The stored jobs, newest first (a DataFrame with a readable repr)."""
     store = open_store(home)
     records = store.jobs()
-    frame = pd.DataFrame(
+    frame = JobsFrame(
         [
             {
                 "job_id": r.id,
@@ -399,10 +438,19 @@ def attach(
     progress: Any = True,
     poll_interval: float | None = None,
 ) -> BatchJob:
-    """A BatchJob for a stored job, from any process. Does not start driving it."""
+    """A BatchJob for a stored job, from any process.
+
+    In a notebook kernel the job is followed at once, as re-running its cell would: the live
+    panel appears and a job still running is driven from a background thread (pass the same
+    ``client=`` the job was started with). Elsewhere nothing starts until ``wait()``,
+    ``result()`` or ``start()``.
+    """
     store = open_store(home)
     store.job(job_id)  # raises JobNotFoundError with a helpful message
-    return BatchJob(store, job_id, client=client, progress=progress, poll_interval=poll_interval)
+    job = BatchJob(store, job_id, client=client, progress=progress, poll_interval=poll_interval)
+    if in_notebook():
+        job.start()
+    return job
 
 
 __all__ = ["BatchJob", "JobError", "attach", "jobs", "open_store"]

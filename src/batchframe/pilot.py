@@ -53,7 +53,7 @@ from .estimate.requests import estimate_prepared, request_bodies
 from .join import Columns, key_level
 from .outcomes import settle
 from .prompts.build import Prepared
-from .providers.decode import Row, rows_to_table
+from .providers.decode import Row
 from .records import OK, RESULT_SCHEMA, RequestSpec
 from .store.files import PRIVATE_FILE, private_dir
 
@@ -229,8 +229,11 @@ def _send(provider: Any, spec: RequestSpec, key: int, body: dict[str, Any]) -> R
                 envelope = {"type": "error", "error": {"type": "api_error", "message": str(exc)}}
             line = {"custom_id": custom_id, "result": {"type": "errored", "error": envelope}}
         else:
-            inner = body_err if isinstance(body_err, dict) else {"message": str(exc)}
-            inner = inner.get("error", inner) if isinstance(inner.get("error"), dict) else inner
+            inner: dict[str, Any] = body_err if isinstance(body_err, dict) else {}
+            nested = inner.get("error")
+            if isinstance(nested, dict):
+                inner = nested
+            inner = inner or {"message": str(exc)}
             line = {
                 "custom_id": custom_id,
                 "response": {"status_code": status, "body": {"error": inner}},
@@ -282,7 +285,7 @@ class Pilot:
         with pd.option_context(
             "display.max_colwidth", 40, "display.width", 120, "display.max_rows", 60
         ):
-            table = self.answers.to_string()
+            table = self.answers.to_string(max_colwidth=40)
         notes = [f"note: {n}" for n in self.notes]
         return "\n".join([self._head(), table, *notes, "", repr(self.estimate)])
 
@@ -339,7 +342,9 @@ def _answers_frame(
     if not_ok.any():
         code = t["error_code"].astype("string").fillna("error")
         message = t["error_message"].astype("string").fillna("")
-        error[not_ok] = code[not_ok] + ": " + message[not_ok] + " (this request goes into the batch)"
+        error[not_ok] = (
+            code[not_ok] + ": " + message[not_ok] + " (this request goes into the batch)"
+        )
     out = inputs
     for name in values.columns:
         out[name] = values[name].to_numpy()
@@ -422,9 +427,7 @@ def run_pilot(
     # and the batch both take all of them.
     answered = dict(stored)
     from_job = job_results or {}
-    answered.update(
-        {k: r for k, r in results.items() if r.get("fate") == OK and k not in from_job}
-    )
+    answered.update({k: r for k, r in results.items() if r.get("fate") == OK and k not in from_job})
     reused = sum(1 for k in keys.tolist() if k in known)
     frame_answers = _answers_frame(
         frame,
@@ -472,10 +475,8 @@ def job_answers(store: Any, record: Any) -> tuple[dict[int, dict[str, Any]], lis
     settled = settle(load_results(store.job_dir(record.id) / "results"), record.requests)
     t = settled.table
     ok = t[t["fate"] == OK] if len(t) else t
-    answers = {
-        int(key): {name: _plain(row[name]) for name in _RESULT_FIELDS}
-        for key, row in ok.iterrows()
-    }
+    records = ok.reset_index().to_dict("records")
+    answers = {int(r["key"]): {name: _plain(r[name]) for name in _RESULT_FIELDS} for r in records}
     pending: list[int] = []
     if record.state not in ("finished", "cancelled"):
         pending = [k for k in range(record.requests) if k not in answers]
@@ -507,4 +508,3 @@ def show(pilot: Pilot, progress: Any) -> None:
         display(pilot)
         return
     print(repr(pilot), file=sys.stderr, flush=True)
-

@@ -285,15 +285,22 @@ class Runner:
         if attempt > self.options.max_attempts:
             return []
         delay = self.options.retry_delay if capacity else 0.0
-        requests = read_parquet(self.folder / "requests.parquet")
         existing = self.store.shards(self.job_id)
+        max_requests = self.job.options.get("max_shard_requests")
+        if capacity and not any(s.state in IN_FLIGHT and s.shard != shard.shard for s in existing):
+            # Refused with none of ours queued: waiting alone may never help, so halve the
+            # shard. A single request refused on an empty queue can never fit: give up.
+            if len(keys) == 1:
+                return []
+            max_requests = (len(keys) + 1) // 2
+        requests = read_parquet(self.folder / "requests.parquet")
         next_no = max(s.shard for s in existing) + 1
         plans = encode_shards(
             self.provider,
             self.spec,
             requests,
             keys,
-            max_requests=self.job.options.get("max_shard_requests"),
+            max_requests=max_requests,
             max_bytes=self.job.options.get("max_shard_bytes"),
         )
         records = []
@@ -498,8 +505,14 @@ def build_snapshot(
     done = succeeded_view + failed
     if 0 < done < job.requests and job.state == "running" and remote_done > 0:
         eta = (now - job.created_at) / done * (job.requests - done)
-    actual = tally.actual_cost if tally else None
-    realtime = tally.realtime_cost if tally else None
+    if tally is None:  # a snapshot read from the store (status(), another process driving)
+        tally = _Tally(settled=settled, retries=sum(s.requests for s in shards if s.attempt > 1))
+        tally.actual_cost, tally.realtime_cost = _costs(job.model, settled)
+    actual = tally.actual_cost
+    realtime = tally.realtime_cost
+    # A finished job's clock stops when it finished, not when someone looks at it.
+    ended = job.state in ("finished", "cancelled") and job.finished_at is not None
+    updated_at = job.finished_at if ended and job.finished_at is not None else now
     return JobSnapshot(
         job_id=job.id,
         provider=job.provider,
@@ -513,9 +526,9 @@ def build_snapshot(
         shards_total=len(shards),
         shards_in_flight=sum(s.state in IN_FLIGHT for s in shards),
         remote_statuses=tuple(s.remote_status or s.state for s in running),
-        retries_scheduled=tally.retries if tally else 0,
+        retries_scheduled=tally.retries,
         started_at=job.created_at,
-        updated_at=now,
+        updated_at=updated_at,
         eta_seconds=eta,
         estimated_cost=job.estimated_cost,
         actual_cost=actual,

@@ -209,7 +209,7 @@ def test_the_sdk_retries_injected_errors_it_may_retry(emu: Emulator) -> None:
     )
     start = time.perf_counter()
     assert upload(patient, b"{}\n").id
-    assert time.perf_counter() - start < 0.5  # retry-after-ms honoured, no default backoff
+    assert time.perf_counter() - start < 0.9  # SDK backoff alone would take over 1.1 s
     assert emu.stats()["http_calls"]["POST /v1/files"] == 3
 
 

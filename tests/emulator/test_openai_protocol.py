@@ -123,7 +123,7 @@ def test_control_calls_are_quick(oai: Any) -> None:
     start = time.perf_counter()
     for _ in range(100):
         oai.batches.list()
-    assert time.perf_counter() - start < 2.5
+    assert time.perf_counter() - start < 3.0  # with the 40 ms stall: 4 s or more
 
 
 def test_delete_file(oai: Any) -> None:
@@ -243,17 +243,14 @@ def test_output_file_lines_usage_and_shuffled_order(emu: Emulator, oai: Any) -> 
 
 
 def test_prompt_tokens_follow_the_chat_cookbook_rule(emu: Emulator, oai: Any) -> None:
-    """One system + one user message costs content + 11 (3 per message + 3 + the roles)."""
-    import tiktoken
-
+    """One system + one user message costs content + 11 (3 per message, 3, one per role)."""
     from batchframe.emulator import tokens
 
     _, out, _ = outcome(emu, oai, [chat_line("a", "Great product!", system="One word.")])
     usage = out["a"]["response"]["body"]["usage"]
     content = tokens.count("Great product!") + tokens.count("One word.")
-    assert usage["prompt_tokens"] == content + 3 + 3 + 3
-    assert tokens.count("hello world") == 2
-    del tiktoken
+    assert usage["prompt_tokens"] == content + 11
+    assert tokens.count("hello world") == 2  # o200k_base: [24912, 2375]
 
 
 def test_responses_endpoint_bodies(emu: Emulator, oai: Any) -> None:

@@ -62,7 +62,7 @@ def _malformed(text: str) -> str:
 
 def answer(prompt: Prompt) -> Answer:
     user = prompt.last_user
-    input_tokens = tokens.prompt_tokens(prompt.texts)
+    input_tokens = tokens.prompt_tokens(prompt.texts, prompt.roles)
     if "EMU:refuse" in user:
         return Answer(
             "refusal", REFUSAL_TEXT, None, False, input_tokens, tokens.count(REFUSAL_TEXT)

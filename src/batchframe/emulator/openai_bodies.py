@@ -98,7 +98,8 @@ def prompt_for(endpoint: str, body: dict[str, Any]) -> Prompt:
 def input_tokens(endpoint: str, body: dict[str, Any]) -> int:
     if endpoint in (EMBEDDINGS, MODERATIONS):
         return _embedding_tokens(body)
-    return tokens.prompt_tokens(prompt_for(endpoint, body).texts)
+    prompt = prompt_for(endpoint, body)
+    return tokens.prompt_tokens(prompt.texts, prompt.roles)
 
 
 def error_body(fate: Fate) -> dict[str, Any]:

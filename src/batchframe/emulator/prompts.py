@@ -22,6 +22,8 @@ class Prompt:
     tool: str | None = None
     """Name of the single forced tool; the answer becomes that tool's input."""
     max_tokens: int | None = None
+    roles: tuple[str, ...] = ()
+    """OpenAI message roles: their tokens count as input too (the cookbook rule)."""
 
 
 def _text_of(content: Any) -> str:
@@ -96,22 +98,27 @@ def from_chat(body: dict[str, Any]) -> Prompt:
     max_tokens = _int_or_none(body.get("max_completion_tokens"))
     if max_tokens is None:
         max_tokens = _int_or_none(body.get("max_tokens"))
-    return Prompt(texts, _last_user(messages), wants_json, schema, tool, max_tokens)
+    roles = tuple(str(m.get("role") or "") for m in messages if isinstance(m, dict))
+    return Prompt(texts, _last_user(messages), wants_json, schema, tool, max_tokens, roles)
 
 
 def from_responses(body: dict[str, Any]) -> Prompt:
     raw = body.get("input")
     texts: list[str] = []
+    roles: list[str] = []
     if isinstance(body.get("instructions"), str):
         texts.append(body["instructions"])
+        roles.append("system")
     if isinstance(raw, str):
         texts.append(raw)
+        roles.append("user")
         last_user = raw
     else:
         items = raw if isinstance(raw, list) else []
         for item in items:
             if isinstance(item, dict):
                 texts.append(_text_of(item.get("content", item.get("output"))))
+                roles.append(str(item.get("role") or ""))
         last_user = _last_user(items)
     text_cfg = body.get("text")
     fmt = text_cfg.get("format") if isinstance(text_cfg, dict) else None
@@ -121,7 +128,7 @@ def from_responses(body: dict[str, Any]) -> Prompt:
     if tool is not None:
         wants_json, schema = True, tools.get(tool, {})
     max_tokens = _int_or_none(body.get("max_output_tokens"))
-    return Prompt(tuple(texts), last_user, wants_json, schema, tool, max_tokens)
+    return Prompt(tuple(texts), last_user, wants_json, schema, tool, max_tokens, tuple(roles))
 
 
 def from_completions(body: dict[str, Any]) -> Prompt:

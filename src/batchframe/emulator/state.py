@@ -239,6 +239,9 @@ class State:
             "batch_ids": list(c.batch_ids),
             "requests_submitted": c.requests_submitted,
             "submissions_by_body": dict(c.submissions_by_body),
+            # Submissions that ran (and would be billed): refused, cancelled-first and
+            # expired-before-reached submissions are not counted here.
+            "runs_by_body": {body: n for body, n in c.runs_by_body.items() if n},
             "retryable_failures_by_body": dict(c.retryable_failures_by_body),
             "duplicate_submissions": c.duplicate_submissions(),
             "custom_ids_by_batch": dict(c.custom_ids_by_batch),

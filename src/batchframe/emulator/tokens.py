@@ -61,7 +61,11 @@ def truncate(text: str, max_tokens: int) -> str:
     return raw.decode("utf-8", errors="ignore")
 
 
-def prompt_tokens(texts: Iterable[str]) -> int:
-    """Message texts + 3 per message + 3 for the reply primer (the cookbook rule)."""
+def prompt_tokens(texts: Iterable[str], roles: Iterable[str] = ()) -> int:
+    """The cookbook rule: each message costs 3 + its role + its text, the reply primer 3.
+
+    Anthropic prompts carry no roles here: its count is only an estimate anyway.
+    """
     items = list(texts)
-    return sum(count(t) for t in items) + 3 * len(items) + 3
+    framing = sum(count(r) for r in roles)
+    return sum(count(t) for t in items) + framing + 3 * len(items) + 3

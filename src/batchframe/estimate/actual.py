@@ -51,15 +51,13 @@ def _column(table: pd.DataFrame, name: str) -> np.ndarray:
     return pd.to_numeric(table[name], errors="coerce").astype("Float64").fillna(0).to_numpy(float)
 
 
-def _realtime(price: Price, inp: np.ndarray, out: np.ndarray, cached: np.ndarray,
-              written: np.ndarray) -> np.ndarray:
+def _realtime(
+    price: Price, inp: np.ndarray, out: np.ndarray, cached: np.ndarray, written: np.ndarray
+) -> np.ndarray:
     write_rate = price.cache_write_5m if price.cache_write_5m is not None else price.input
     plain = np.maximum(inp - cached - written, 0)
     return (
-        plain * price.input
-        + cached * price.cached_rate
-        + written * write_rate
-        + out * price.output
+        plain * price.input + cached * price.cached_rate + written * write_rate + out * price.output
     ) * _PER_TOKEN
 
 
@@ -346,8 +344,8 @@ def summarize(
     if est and est.get("pilot_requests") and est.get("pilot_measured"):
         # The stored estimate counted only the requests sent in the batch: add the pilot's
         # measured tokens so both sides cover the same requests.
-        est_input = None if est_input is None else est_input + _int_sum(
-            results, "input_tokens", pilot
+        est_input = (
+            None if est_input is None else est_input + _int_sum(results, "input_tokens", pilot)
         )
         if est_output is not None:
             est_output += _int_sum(results, "output_tokens", pilot)

@@ -132,6 +132,24 @@ class Estimate:
         per_row = total / self.rows
         return min(self.rows, math.floor(max_cost / per_row))
 
+    def max_tokens_within(self, max_cost: float) -> int | None:
+        """The largest max_tokens whose upper bound fits ``max_cost`` (None when unknown).
+
+        0 when even empty answers would not fit (the prompts alone exceed the budget).
+        """
+        if not self._bands or self.cost is None:
+            return None
+        pilot = 0.0 if self.pilot_requests == 0 else self.pilot_cost
+        if pilot is None:
+            return None
+        fixed = _cost(self._bands, 0, batch=True) + pilot
+        per_token = _cost(self._bands, 1, batch=True) - _cost(self._bands, 0, batch=True)
+        if fixed > max_cost:
+            return 0
+        if per_token <= 0:
+            return None
+        return math.floor((max_cost - fixed) / per_token + 1e-9)
+
     def with_output_tokens(self, expected_per_request: float, source: str = "") -> Estimate:
         """This estimate with an expected output per request (e.g. measured in a pilot)."""
         if not expected_per_request >= 0:

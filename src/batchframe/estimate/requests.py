@@ -88,7 +88,9 @@ def _shards(prepared: Prepared, provider: Any, to_send: int) -> int:
     text_bytes = sum(int(p.nbytes) for p in prepared.parts())
     # Scale the text bytes to the requests still to send (a pilot takes a few out).
     text_bytes = math.ceil(text_bytes * to_send / max(prepared.n_requests, 1))
-    return max(math.ceil(to_send / limits.max_requests), math.ceil(text_bytes / limits.max_bytes), 1)
+    return max(
+        math.ceil(to_send / limits.max_requests), math.ceil(text_bytes / limits.max_bytes), 1
+    )
 
 
 def _samples(prepared: Prepared, keys: np.ndarray) -> tuple[str, ...]:

@@ -10,10 +10,18 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from batchframe.events import CancelHandle, Observer
-from batchframe.progress.render import format_duration, format_usd, snapshot_html, snapshot_text
+from batchframe.progress.jobs_table import JobsFrame
+from batchframe.progress.render import (
+    format_duration,
+    format_usd,
+    interrupted_note,
+    snapshot_html,
+    snapshot_text,
+)
 
 if TYPE_CHECKING:
     from batchframe.progress.console import ConsoleProgress
@@ -22,9 +30,12 @@ if TYPE_CHECKING:
 __all__ = [
     "ConsoleProgress",
     "JobPanel",
+    "JobsFrame",
+    "display_job",
     "format_duration",
     "format_usd",
     "in_notebook",
+    "interrupted_note",
     "make_observer",
     "snapshot_html",
     "snapshot_text",
@@ -117,3 +128,21 @@ def make_observer(
     from batchframe.progress.console import ConsoleProgress
 
     return ConsoleProgress()
+
+
+def display_job(observer: object, static_bundle: Callable[[], dict[str, str]]) -> None:
+    """Show a job handle in IPython: its live panel if it has one, else a static snapshot.
+
+    A panel already shown by the running cell is not shown twice (``job = attach(id)`` and a
+    bare ``attach(id)`` both end with one panel); in a later cell a new view of the same live
+    panel appears.
+    """
+    from IPython.display import display
+
+    shown = getattr(observer, "shown_in_current_cell", None)
+    show = getattr(observer, "display", None)
+    if callable(shown) and callable(show):
+        if not shown():
+            show()
+        return
+    display(static_bundle(), raw=True)

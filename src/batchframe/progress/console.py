@@ -108,6 +108,13 @@ class ConsoleProgress:
             self._finish(s)
         self._last_state = s.state
 
+    def show_note(self, text: str) -> None:
+        """A line for the reader (an interrupted wait, say), below the bar."""
+        if self._bar is not None:
+            self._bar.write(text, file=self.file)
+        else:
+            self._write(text)
+
     # --- TTY: tqdm bar ----------------------------------------------------------------
 
     def _draw_bar(self, s: JobSnapshot) -> None:

@@ -9,6 +9,7 @@ bookkeeping consistent and a throttle so a burst of events does not flood the fr
 from __future__ import annotations
 
 import html
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -19,14 +20,15 @@ import ipywidgets as widgets
 from batchframe.events import CancelHandle, Event, JobSnapshot
 from batchframe.progress import render
 
-_BAR_STYLES = {
-    "planned": "info",
-    "running": "info",
-    "finished": "success",
-    "failed": "danger",
-    "cancelling": "warning",
-    "cancelled": "warning",
-}
+_NEUTRAL_BORDER = "rgba(128, 128, 128, 0.5)"
+
+
+def _execution_count() -> int | None:
+    """The running cell's number in an IPython kernel (None outside one)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    count = getattr(shell, "execution_count", None)
+    return count if isinstance(count, int) else None
 
 
 class JobPanel:
@@ -35,6 +37,9 @@ class JobPanel:
     ``min_interval`` bounds re-renders (seconds) for non-terminal events; a throttled
     snapshot is rendered by a trailing timer, so the last state always shows up.
     ``clock`` is injectable so tests can drive the throttle without sleeping.
+
+    The DOM carries stable classes for tests and user CSS: ``batchframe-panel`` on the box
+    and ``batchframe-state-<state>`` for the state last rendered.
     """
 
     def __init__(
@@ -55,44 +60,51 @@ class JobPanel:
         self._last_render = -float("inf")
         self._timer: threading.Timer | None = None
         self._cancel_requested = False
+        self._state_class: str | None = None
+        self._shown_at: int | None = None
         self.cancel_thread: threading.Thread | None = None
         self.render_count = 0
 
-        self.header = widgets.HTML()
-        self.badge = widgets.HTML()
-        self.progress = widgets.IntProgress(
-            value=0, min=0, max=1, bar_style="info", layout=widgets.Layout(width="320px")
-        )
-        self.counts = widgets.HTML()
-        self.details = widgets.HTML()
-        self.message = widgets.HTML()
+        self.body = widgets.HTML(layout=widgets.Layout(flex="1 1 auto", width="auto"))
         self.cancel_button = widgets.Button(
             description="Cancel",
             icon="stop",
             button_style="warning",
-            tooltip="Cancel the remote batches; finished rows are kept",
-            layout=widgets.Layout(width="auto"),
+            tooltip=(
+                "Cancel the remote batches: answered rows are kept, the others get a "
+                "'cancelled' error. If the cell is busy waiting, interrupt the kernel first "
+                "(the job keeps running in the background)."
+            ),
+            layout=widgets.Layout(width="auto", flex="0 0 auto", margin="2px 0 0 12px"),
         )
+        self.cancel_button.add_class("batchframe-cancel")
         self.cancel_button.on_click(self._on_cancel_click)
         if cancel_handle is None:
             self.cancel_button.layout.display = "none"
+        self.note = widgets.HTML()
         self.widget = widgets.VBox(
             [
-                self.header,
-                self.badge,
-                widgets.HBox([self.progress, self.cancel_button]),
-                self.counts,
-                self.details,
-                self.message,
+                widgets.HBox(
+                    [self.body, self.cancel_button],
+                    layout=widgets.Layout(align_items="flex-start", width="100%"),
+                ),
+                self.note,
             ],
-            layout=widgets.Layout(border="1px solid rgba(128, 128, 128, 0.5)", padding="4px 10px"),
+            layout=widgets.Layout(
+                border=f"1px solid {_NEUTRAL_BORDER}",
+                padding="6px 12px",
+                margin="4px 0",
+                max_width="820px",
+            ),
         )
         self.widget.add_class("batchframe-panel")
-        self._state_class: str | None = None
         if snapshot is not None:
             self._render(snapshot)
         else:
-            self.header.value = "<b>batchframe</b> waiting for the job to start…"
+            self.body.value = (
+                f'<div style="{render._FONT} line-height: 1.5;"><b>batchframe</b> '
+                "preparing the job…</div>"
+            )
 
     # --- Observer ---------------------------------------------------------------------
 
@@ -139,6 +151,11 @@ class JobPanel:
         from IPython.display import display
 
         display(self)
+        self._shown_at = _execution_count()
+
+    def shown_in_current_cell(self) -> bool:
+        """True when this panel was displayed by the cell that is running now."""
+        return self._shown_at is not None and self._shown_at == _execution_count()
 
     def show(self) -> JobPanel:
         """Display the panel in the current cell's output and return it."""
@@ -157,20 +174,11 @@ class JobPanel:
         self._last_render = self._clock()
         self.render_count += 1
 
+        self.body.value = render.panel_body_html(s)
         colour = render.STATE_COLOURS.get(s.state, "#616161")
-        self.header.value = render.header_html(s)
-        self.badge.value = render.badge_html(s)
-        # Assign max before value: IntProgress clamps value into [min, max].
-        self.progress.max = max(s.requests, 1)
-        # A job with no requests (every row had an input error) is complete once terminal.
-        self.progress.value = s.done if s.requests else int(s.terminal)
-        self.progress.bar_style = _BAR_STYLES.get(s.state, "info")
-        self.counts.value = render.counts_html(s)
-        self.details.value = f'<span style="opacity: 0.75;">{render.details_html(s)}</span>'
-        self.message.value = render.message_html(s)
-        width = "2px" if s.state in ("failed", "cancelled", "cancelling") else "1px"
-        border_colour = colour if s.state != "planned" else "rgba(128, 128, 128, 0.5)"
-        self.widget.layout.border = f"{width} solid {border_colour}"
+        border = _NEUTRAL_BORDER if s.state == "planned" else colour
+        self.widget.layout.border = f"1px solid {border}"
+        self.widget.layout.border_left = f"5px solid {border}"
 
         state_class = f"batchframe-state-{s.state}"
         if state_class != self._state_class:
@@ -183,9 +191,22 @@ class JobPanel:
         if s.terminal:
             button.disabled = True
             button.layout.display = "none"
+            self.note.value = ""  # an interrupt or cancel note is stale once the job has ended
         elif s.state == "cancelling" or self._cancel_requested:
             button.disabled = True
             button.description = "Cancelling…"
+
+    def show_note(self, text: str, *, error: bool = False) -> None:
+        """Show a line under the panel (an interrupted wait, a failed cancel) until the end."""
+        with self._lock:
+            if not text:
+                self.note.value = ""
+                return
+            colour = f"color: {render.FAILED_COLOUR}; " if error else ""
+            self.note.value = (
+                f'<div style="{render._FONT} {colour}line-height: 1.5; white-space: pre-wrap; '
+                f'margin-top: 4px;">{html.escape(text)}</div>'
+            )
 
     def _on_cancel_click(self, _button: widgets.Button) -> None:
         with self._lock:
@@ -212,8 +233,8 @@ class JobPanel:
                 if self._latest is None or not self._latest.terminal:
                     self.cancel_button.disabled = False
                     self.cancel_button.description = "Cancel"
-                self.message.value = (
-                    '<div style="color: #c62828;">Cancel failed: '
-                    f"{html.escape(str(exc))}. The job is still running; "
-                    "try again or call job.cancel().</div>"
+                self.show_note(
+                    f"Cancel failed: {exc}. The job is still running; try again or call "
+                    "job.cancel().",
+                    error=True,
                 )

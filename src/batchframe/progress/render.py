@@ -185,6 +185,22 @@ def outcome_text(s: JobSnapshot) -> str:
     return s.message or ""
 
 
+def interrupted_note(job_id: str, *, background: bool) -> str:
+    """What an interrupted wait leaves behind, and what to do about it."""
+    again = f'run the same cell again (or batchframe.attach("{job_id}"))'
+    if background:
+        return (
+            "Stopped waiting (interrupted). The job keeps running in the background and this "
+            f"panel keeps updating: press Cancel to stop the remote batches, or {again} to "
+            "wait for the results."
+        )
+    return (
+        "Stopped waiting (interrupted). Nothing is polling the job now, but its remote "
+        f"batches keep running: {again} to pick it up, or "
+        f'batchframe.attach("{job_id}").cancel() to stop them.'
+    )
+
+
 def summary_line(s: JobSnapshot) -> str:
     """One line for logs and the end of a console run."""
     head = f"batchframe job {s.job_id} {s.state}"
@@ -296,7 +312,9 @@ def message_html(s: JobSnapshot) -> str:
             f'<div style="margin-top: 6px; padding: 4px 8px; border-left: 3px solid {colour}; '
             f'{weight}white-space: pre-wrap;">{html.escape(text)}</div>'
         )
-    return f'<div style="margin-top: 4px; {_MUTED} white-space: pre-wrap;">{html.escape(text)}</div>'
+    return (
+        f'<div style="margin-top: 4px; {_MUTED} white-space: pre-wrap;">{html.escape(text)}</div>'
+    )
 
 
 def header_html(s: JobSnapshot) -> str:
