@@ -1,11 +1,26 @@
 #!/usr/bin/env bash
 # Create .venv-peers: the peer libraries the benchmark compares against, kept apart from the
 # dev environment (their pins would fight batchframe's). Safe to re-run.
-#   bash benchmarks/peers_setup.sh            # uses python3.11+ on PATH
-#   PYTHON=/path/to/python bash benchmarks/peers_setup.sh
+#   bash benchmarks/peers_setup.sh            # the first Python >= 3.12 it finds
+#   PYTHON=/path/to/python3.12 bash benchmarks/peers_setup.sh
+# batchata needs Python >= 3.12 (bespokelabs-curator runs on it too), so the peers get their
+# own interpreter even when batchframe's dev venv is on 3.11.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY="${PYTHON:-python3}"
+PY="${PYTHON:-}"
+if [ -z "$PY" ]; then
+  for candidate in python3.12 python3.13 python3.14 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 &&
+       "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then
+      PY="$candidate"
+      break
+    fi
+  done
+fi
+if [ -z "$PY" ]; then
+  echo "peers_setup: no Python >= 3.12 found (batchata needs it); set PYTHON=..." >&2
+  exit 1
+fi
 VENV="${PEERS_VENV:-.venv-peers}"
 if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"

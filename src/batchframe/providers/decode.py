@@ -18,8 +18,8 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from ..records import RESULT_SCHEMA
 from ..crashpoints import reached
+from ..records import RESULT_SCHEMA
 
 _KEY_RE = re.compile(r"^r([0-9]{1,18})$")
 _ID_IN_BROKEN_LINE = re.compile(rb'"custom_id"\s*:\s*"(r[0-9]{1,18})"')
