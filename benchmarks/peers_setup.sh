@@ -9,7 +9,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-}"
 if [ -z "$PY" ]; then
-  for candidate in python3.12 python3.13 python3.14 python3; do
+  candidates="python3.12 python3.13 python3.14 python3"
+  if command -v pyenv >/dev/null 2>&1; then  # pyenv's shims only answer for its global version
+    candidates="$candidates $(ls -d "$(pyenv root)"/versions/3.1[2-9]*/bin/python3 2>/dev/null || true)"
+  fi
+  for candidate in $candidates; do
     if command -v "$candidate" >/dev/null 2>&1 &&
        "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then
       PY="$candidate"

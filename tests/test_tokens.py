@@ -88,6 +88,34 @@ def test_offline_encoding_gives_known_ids(offline: Path, name: str, ids: list[in
     assert list(offline.iterdir()) == []
 
 
+# Literal ids (identical from tiktoken fed the bundled file and from bpe-openai, 2026-11-23).
+KNOWN_IDS = {
+    "o200k_base": {
+        "Café naïve 日本語 😀": [34, 103112, 153475, 737, 17428, 40909, 88038],
+        "Price: $19.99 (€17,50)": [7417, 25, 548, 858, 13, 2058, 172769, 1422, 11, 1434, 8],
+        "<|endoftext|>": [27, 91, 419, 1440, 919, 91, 29],
+    },
+    "cl100k_base": {
+        "Café naïve 日本語 😀": [34, 2642, 978, 95980, 588, 76502, 22656, 45918, 252, 91416],
+        "Price: $19.99 (€17,50)": [7117, 25, 400, 777, 13, 1484, 320, 15406, 1114, 11, 1135, 8],
+        "<|endoftext|>": [27, 91, 8862, 728, 428, 91, 29],
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "ids"),
+    [(name, text, ids) for name, table in KNOWN_IDS.items() for text, ids in table.items()],
+)
+def test_offline_encoding_gives_known_ids_for_odd_text(
+    offline: Path, name: str, text: str, ids: list[int]
+) -> None:
+    enc = get_encoding(name)
+    assert enc.encode_ordinary(text) == ids
+    assert enc.decode(ids) == text
+    assert text_token_counts([text], name)[0] == len(ids)
+
+
 def test_get_encoding_is_cached_and_rejects_unknown_names() -> None:
     assert get_encoding("o200k_base") is get_encoding("o200k_base")
     with pytest.raises(ConfigurationError, match="o200k_base"):

@@ -107,7 +107,8 @@ class LLMAccessor:
                 pilot_keys=planned,
                 pilot_results=None if answered is None else answered.to_pandas(),
             )
-        if max_cost is not None and (existing is None or existing.state not in _ENDED):
+        spends = not dry_run or pilot is not None
+        if max_cost is not None and spends and (existing is None or existing.state not in _ENDED):
             assert estimate is not None
             _check_budget(estimate, max_cost)  # before anything is sent, the pilot included
         if pilot is not None and existing is None:
@@ -422,7 +423,7 @@ def _check_budget(estimate: Estimate, max_cost: float, *, after_pilot: int = 0) 
     if total > max_cost:
         what = "cost (pilot plus batch)" if estimate.pilot_requests else "batch cost"
         over = total - max_cost
-        share = f" ({over / max_cost:.0%} over)" if max_cost > 0 else ""
+        share = f" ({over / max_cost:.0%} over)" if 0 < over / max(max_cost, 1e-12) < 100 else ""
         fit = estimate.rows_within(max_cost)
         hints = [f"about {fit:,} of the {estimate.rows:,} rows would fit (df.sample(n))"]
         tokens = estimate.max_tokens_within(max_cost)

@@ -497,7 +497,9 @@ def build_snapshot(
     succeeded = settled.succeeded if settled is not None else 0
     failed = settled.errored if settled is not None else 0
     # Requests the provider reports done in batches we have not collected yet.
-    remote_done = sum(int(s.counts.get("succeeded", 0)) for s in running if s.state == "submitted")
+    remote_done = sum(
+        int(s.counts.get("succeeded", 0)) for s in running if s.state in ("submitted", "ended")
+    )
     succeeded_view = min(job.requests - failed, succeeded + remote_done)
     pending = max(0, job.requests - succeeded_view - failed)
     now = time.time()

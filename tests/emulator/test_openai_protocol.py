@@ -73,7 +73,7 @@ def test_other_purposes_accept_any_name_and_bad_purposes_are_refused(oai: Any) -
     assert f.purpose == "user_data"
     assert f.expires_at is None
     with pytest.raises(openai.BadRequestError):
-        oai.files.create(file=("x.jsonl", b"{}"), purpose="nonsense")  # type: ignore[arg-type]
+        oai.files.create(file=("x.jsonl", b"{}"), purpose="nonsense")
 
 
 def test_upload_expires_after_sets_expiry_and_the_file_vanishes(emu: Emulator, oai: Any) -> None:

@@ -15,6 +15,7 @@ from ..errors import ConfigurationError, InputError
 from ..records import RequestSpec, part_name
 from .base import Limits, RemoteStatus, map_sdk_errors
 from .decode import Row, decode_files, integer, obj, write_stream
+from .openai_fast import FAST_PATH
 
 NAME = "openai"
 CHAT = "/v1/chat/completions"
@@ -217,7 +218,7 @@ class OpenAIProvider:
         return paths
 
     def decode(self, paths: Sequence[Path]) -> pa.Table:
-        return decode_files(paths, decode_line, retry_code="unreadable_line")
+        return decode_files(paths, decode_line, retry_code="unreadable_line", fast=FAST_PATH)
 
 
 def _status(batch: Any) -> RemoteStatus:
