@@ -15,6 +15,7 @@ The result is the same table either way; the fast path only makes it quicker.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
+from ..crashpoints import reached
 from ..records import RESULT_SCHEMA
 
 _KEY_RE = re.compile(r"^r([0-9]{1,18})$")
@@ -118,7 +120,9 @@ def decode_files(
 ) -> pa.Table:
     """Decode every line of ``paths``; a line that cannot be parsed becomes a retryable row."""
     if fast is None:
-        return rows_to_table([_decode_one(raw, decode_line, retry_code) for raw in iter_lines(paths)])
+        return rows_to_table(
+            [_decode_one(raw, decode_line, retry_code) for raw in iter_lines(paths)]
+        )
     tables = []
     for path in paths:
         for data, size in _blocks(path):
@@ -288,9 +292,11 @@ def write_stream(chunks: Iterator[bytes], path: Path) -> int:
     """Stream a download to ``path`` via a temporary file; returns bytes written."""
     tmp = path.with_name(path.name + ".part")
     size = 0
-    with tmp.open("wb") as out:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # results are private
+    with os.fdopen(fd, "wb") as out:
         for chunk in chunks:
             out.write(chunk)
             size += len(chunk)
+            reached("mid_download")
     tmp.replace(path)
     return size
