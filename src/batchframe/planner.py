@@ -7,13 +7,15 @@ deterministic; the first remote call happens in the runner.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -22,21 +24,10 @@ import pyarrow as pa
 from . import jsonl
 from .errors import RequestTooLargeError
 from .prompts.build import Prepared, custom_ids
-from .prompts.shards import plan_shards
 from .providers.base import Limits, Provider
 from .records import RequestSpec, part_name
 from .store import JobRecord, ShardRecord, Store, atomic_writer, private_dir, write_parquet
 from .store.files import write_bytes
-
-
-@dataclass(frozen=True)
-class ShardPlan:
-    keys: np.ndarray
-    lines: pa.Array
-
-    @property
-    def bytes(self) -> int:
-        return int(np.asarray(jsonl.byte_lengths(self.lines)).sum()) if len(self.lines) else 0
 
 
 def new_job_id() -> str:
@@ -44,56 +35,146 @@ def new_job_id() -> str:
     return f"bf-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
 
 
-def encode_shards(
+# Requests encoded per step: bounds memory to one chunk of lines, whatever the job's size.
+ENCODE_CHUNK = 100_000
+
+
+@dataclass(frozen=True)
+class ShardFile:
+    """One written shard: ``shards/{number}.jsonl`` and ``shards/{number}.keys.parquet``."""
+
+    number: int
+    requests: int
+    bytes: int
+
+
+def write_shards(
+    folder: Path,
     provider: Provider,
     spec: RequestSpec,
     requests: pa.Table,
     keys: np.ndarray,
     *,
+    first_number: int = 0,
     max_requests: int | None = None,
     max_bytes: int | None = None,
     describe: Callable[[int], str] | None = None,
-) -> list[ShardPlan]:
-    """Encode the requests with ``keys`` and split them within the provider's limits.
+    chunk: int = ENCODE_CHUNK,
+) -> list[ShardFile]:
+    """Encode the requests with ``keys`` and stream them into shard files within limits.
 
-    ``max_requests`` / ``max_bytes`` lower the provider's caps; ``describe`` names the row
-    behind a request key in the error for a request too large to send.
+    Lines are encoded ``chunk`` requests at a time and appended to the open shard until the
+    provider's (or the caller's lower) request or byte cap would be passed, so memory stays
+    bounded by one chunk however many rows the job has. A request larger than the byte cap
+    raises RequestTooLargeError naming its row (``describe``); the caller discards the folder.
     """
-    if len(keys) == 0:
-        return []
     limits: Limits = provider.limits
-    take = pa.array(keys)
-    parts = [
-        requests.column(part_name(i)).combine_chunks().take(take) for i in range(len(spec.roles))
-    ]
-    lines = provider.encode(spec, custom_ids(keys), parts)
-    sizes = np.asarray(jsonl.byte_lengths(lines).to_numpy(zero_copy_only=False), dtype=np.int64)
     byte_cap = min(limits.max_bytes, max_bytes or limits.max_bytes)
+    request_cap = min(limits.max_requests, max_requests or limits.max_requests)
+    columns = [requests.column(part_name(i)) for i in range(len(spec.roles))]
+    writer = _ShardWriter(folder, first_number)
+    try:
+        for begin in range(0, len(keys), chunk):
+            chunk_keys = keys[begin : begin + chunk]
+            take = pa.array(chunk_keys)
+            parts = [column.take(take).combine_chunks() for column in columns]
+            lines = provider.encode(spec, custom_ids(chunk_keys), parts)
+            sizes = np.asarray(
+                jsonl.byte_lengths(lines).to_numpy(zero_copy_only=False), dtype=np.int64
+            )
+            _refuse_oversized(sizes, chunk_keys, byte_cap, limits, provider.name, describe)
+            cumulative = np.cumsum(sizes)
+            position = 0
+            while position < len(chunk_keys):
+                base = int(cumulative[position - 1]) if position else 0
+                room = byte_cap - writer.bytes
+                fits = int(np.searchsorted(cumulative, base + room, side="right")) - position
+                count = min(fits, request_cap - writer.requests, len(chunk_keys) - position)
+                if count <= 0:
+                    writer.close()  # full: the next line opens a new shard
+                    continue
+                writer.append(
+                    lines.slice(position, count),
+                    chunk_keys[position : position + count],
+                    base_bytes=int(cumulative[position + count - 1]) - base,
+                )
+                position += count
+                if writer.requests >= request_cap:
+                    writer.close()
+        writer.close()
+    finally:
+        writer.abandon()
+    return writer.written
+
+
+class _ShardWriter:
+    """The shard being filled: an open atomic file and the keys written to it."""
+
+    def __init__(self, folder: Path, first_number: int) -> None:
+        self.folder = folder
+        self.number = first_number
+        self.written: list[ShardFile] = []
+        self.requests = 0
+        self.bytes = 0
+        self._keys: list[np.ndarray] = []
+        self._file: contextlib.ExitStack | None = None
+        self._stream: IO[bytes] | None = None
+
+    def append(self, lines: pa.Array, keys: np.ndarray, *, base_bytes: int) -> None:
+        if self._stream is None:
+            self._file = contextlib.ExitStack()
+            self._stream = self._file.enter_context(
+                atomic_writer(self.folder / f"{self.number}.jsonl")
+            )
+        jsonl.write_lines(self._stream, lines)
+        self._keys.append(keys)
+        self.requests += len(keys)
+        self.bytes += base_bytes
+
+    def close(self) -> None:
+        if self._file is None:
+            return
+        self._file.close()  # fsync and rename into place
+        keys = np.concatenate(self._keys)
+        write_parquet(self.folder / f"{self.number}.keys.parquet", pa.table({"key": keys}))
+        self.written.append(ShardFile(self.number, self.requests, self.bytes))
+        self.number += 1
+        self.requests = self.bytes = 0
+        self._keys = []
+        self._file = self._stream = None
+
+    def abandon(self) -> None:
+        """After an error: drop the half-written shard (atomic_writer removes its temp file)."""
+        if self._file is not None:
+            with contextlib.suppress(Exception):
+                self._file.__exit__(RuntimeError, RuntimeError("abandoned"), None)
+            self._file = self._stream = None
+
+
+def _refuse_oversized(
+    sizes: np.ndarray,
+    keys: np.ndarray,
+    byte_cap: int,
+    limits: Limits,
+    provider: str,
+    describe: Callable[[int], str] | None,
+) -> None:
     too_big = np.flatnonzero(sizes > byte_cap)
-    if len(too_big):
-        first = int(too_big[0])
-        key = int(keys[first])
-        where = describe(key) if describe is not None else f"request {key}"
-        limit = (
-            f"{provider.name} accepts at most {limits.max_bytes:,} bytes per batch"
-            if byte_cap == limits.max_bytes
-            else f"max_shard_bytes is {byte_cap:,}"
-        )
-        raise RequestTooLargeError(
-            f"The request for {where} is {int(sizes[first]):,} bytes and {limit}; "
-            f"{len(too_big):,} request(s) are that large. Shorten that text (or drop those rows)."
-        )
-    cap = min(limits.max_requests, max_requests or limits.max_requests)
-    return [
-        ShardPlan(keys=keys[s], lines=lines.slice(s.start, s.stop - s.start))
-        for s in plan_shards(sizes, max_requests=cap, max_bytes=byte_cap)
-    ]
-
-
-def write_shard_files(folder: Path, shard_no: int, plan: ShardPlan) -> None:
-    with atomic_writer(folder / f"{shard_no}.jsonl") as stream:
-        jsonl.write_lines(stream, plan.lines)
-    write_parquet(folder / f"{shard_no}.keys.parquet", pa.table({"key": pa.array(plan.keys)}))
+    if not len(too_big):
+        return
+    first = int(too_big[0])
+    key = int(keys[first])
+    where = describe(key) if describe is not None else f"request {key}"
+    limit = (
+        f"{provider} accepts at most {limits.max_bytes:,} bytes per batch"
+        if byte_cap == limits.max_bytes
+        else f"max_shard_bytes is {byte_cap:,}"
+    )
+    raise RequestTooLargeError(
+        f"The request for {where} is {int(sizes[first]):,} bytes and {limit}; "
+        f"{len(too_big):,} request(s) in this part of the job are that large. "
+        "Shorten that text (or drop those rows)."
+    )
 
 
 def upload_name(job_id: str, shard_no: int) -> str:
@@ -101,16 +182,16 @@ def upload_name(job_id: str, shard_no: int) -> str:
 
 
 def planned_shard(
-    job_id: str, number: int, plan: ShardPlan, *, attempt: int, not_before: float | None = None
+    job_id: str, shard: ShardFile, *, attempt: int, not_before: float | None = None
 ) -> ShardRecord:
     return ShardRecord(
         job_id=job_id,
-        shard=number,
+        shard=shard.number,
         attempt=attempt,
         state="planned",
-        requests=len(plan.keys),
-        bytes=plan.bytes,
-        upload_name=upload_name(job_id, number),
+        requests=shard.requests,
+        bytes=shard.bytes,
+        upload_name=upload_name(job_id, shard.number),
         not_before=not_before,
     )
 
@@ -137,20 +218,24 @@ def create_job(
     keys = np.arange(prepared.n_requests, dtype=np.int64)
     if answered is not None and answered.num_rows:
         keys = keys[~np.isin(keys, answered["key"].to_numpy())]
-    # Encode first: a request too large to send fails here, before any file is written.
-    plans = encode_shards(
-        provider,
-        prepared.spec,
-        prepared.requests,
-        keys,
-        max_requests=max_shard_requests,
-        max_bytes=max_shard_bytes,
-        describe=_row_namer(frame, prepared.row_keys),
-    )
     job_id = new_job_id()
     folder = store.job_dir(job_id)
-    shard_dir = folder / "shards"
-    private_dir(shard_dir)
+    shard_dir = private_dir(folder / "shards")
+    try:
+        # Shards first: a request too large to send fails here, and the folder goes with it.
+        written = write_shards(
+            shard_dir,
+            provider,
+            prepared.spec,
+            prepared.requests,
+            keys,
+            max_requests=max_shard_requests,
+            max_bytes=max_shard_bytes,
+            describe=_row_namer(frame, prepared.row_keys),
+        )
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
 
     _write_frame(folder / "frame.parquet", frame)
     write_parquet(
@@ -163,10 +248,7 @@ def create_job(
     if estimate is not None:
         write_bytes(folder / "estimate.json", json.dumps(estimate, default=str).encode())
 
-    shards = []
-    for shard_no, plan in enumerate(plans):
-        write_shard_files(shard_dir, shard_no, plan)
-        shards.append(planned_shard(job_id, shard_no, plan, attempt=1))
+    shards = [planned_shard(job_id, shard, attempt=1) for shard in written]
     now = time.time()
     record = JobRecord(
         id=job_id,

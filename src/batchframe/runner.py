@@ -31,7 +31,7 @@ from .errors import JobBusyError, ProviderError, ProviderRequestError
 from .estimate.actual import total_costs
 from .events import Event, EventKind, JobSnapshot, Observer
 from .outcomes import PENDING, Settled, load_results, settle
-from .planner import encode_shards, planned_shard, write_shard_files
+from .planner import planned_shard, write_shards
 from .providers.base import Provider, RemoteStatus
 from .providers.decode import Row, rows_to_table
 from .records import FAILED, OK, RETRY, RequestSpec
@@ -295,23 +295,20 @@ class Runner:
             max_requests = (len(keys) + 1) // 2
         requests = read_parquet(self.folder / "requests.parquet")
         next_no = max(s.shard for s in existing) + 1
-        plans = encode_shards(
+        written = write_shards(
+            self.folder / "shards",
             self.provider,
             self.spec,
             requests,
             keys,
+            first_number=next_no,
             max_requests=max_requests,
             max_bytes=self.job.options.get("max_shard_bytes"),
         )
-        records = []
-        for offset, plan in enumerate(plans):
-            number = next_no + offset
-            write_shard_files(self.folder / "shards", number, plan)
-            records.append(
-                planned_shard(
-                    self.job_id, number, plan, attempt=attempt, not_before=time.time() + delay
-                )
-            )
+        records = [
+            planned_shard(self.job_id, shard, attempt=attempt, not_before=time.time() + delay)
+            for shard in written
+        ]
         self._tally.retries += len(keys)
         self.store.log(
             self.job_id,
