@@ -55,7 +55,7 @@ def test_sample_is_deterministic_and_extends_with_n() -> None:
     assert len(sample_keys(5, 20, seed=0)) == 5
     for bad in (0, -1, 2.5, True, "3"):
         with pytest.raises(InputError, match="pilot"):
-            sample_keys(10, bad, seed=0)  # type: ignore[arg-type]
+            sample_keys(10, bad, seed=0)
 
 
 # --- df.llm.pilot -----------------------------------------------------------------------------
@@ -356,3 +356,40 @@ def test_claude_pilot_prices_at_realtime(anthropic_client: Any) -> None:
         answers["input_tokens"].sum() * price.input + answers["output_tokens"].sum() * price.output
     ) / 1e6
     assert pilot.cost == pytest.approx(realtime)
+
+
+def test_pilot_answers_are_typed_like_the_batch(emulator: Emulator, openai_client: Any) -> None:
+    df = frame(10)
+    labels = ["positive", "negative", "neutral"]
+    pilot = run_pilot(df, openai_client, n=4, choices=labels, output="label")
+    assert isinstance(pilot.answers["label"].dtype, pd.CategoricalDtype)
+    assert list(pilot.answers["label"].cat.categories) == labels
+    assert pilot.answers["label"].notna().all()
+    out = df.llm.batch(
+        TEMPLATE, model=MODEL, client=openai_client, max_tokens=64, choices=labels, output="label"
+    )
+    assert emulator.stats()["requests_submitted"] == 6
+    for label in pilot.answers.index:
+        assert out.loc[label, "label"] == pilot.answers.loc[label, "label"]
+
+
+def test_pilot_through_the_responses_endpoint(emulator: Emulator, openai_client: Any) -> None:
+    df = frame(6)
+    pilot = run_pilot(df, openai_client, n=2, endpoint="/v1/responses")
+    assert emulator.stats()["http_calls"] == {"POST /v1/responses": 2}
+    assert pilot.answers["output"].str.startswith("echo: Classify:").all()
+    assert pilot.answers["output_tokens"].gt(0).all()
+
+
+def test_pilot_without_a_key_says_so_and_sends_nothing(batchframe_home: Path) -> None:
+    with pytest.raises(batchframe.ConfigurationError, match="OPENAI_API_KEY"):
+        frame(5).llm.pilot(TEMPLATE, model=MODEL, n=2, max_tokens=8)
+    assert not list((batchframe_home / "pilots").glob("*.jsonl"))
+
+
+def test_pilot_against_an_unreachable_server_is_a_provider_error() -> None:
+    import openai
+
+    client = openai.OpenAI(api_key="k", base_url="http://127.0.0.1:9/v1", max_retries=0)
+    with pytest.raises(batchframe.ProviderUnavailableError, match="pilot request"):
+        frame(5).llm.pilot(TEMPLATE, model=MODEL, n=2, max_tokens=8, client=client)

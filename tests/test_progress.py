@@ -13,13 +13,16 @@ from batchframe.events import Event, EventKind, JobSnapshot
 from batchframe.progress import (
     ConsoleProgress,
     JobPanel,
+    display_job,
     format_duration,
     format_usd,
     in_notebook,
+    interrupted_note,
     make_observer,
     snapshot_html,
     snapshot_text,
 )
+from batchframe.progress.render import outcome_text
 
 T0 = 1_700_000_000.0
 
@@ -132,13 +135,13 @@ def test_text_running_without_eta() -> None:
         "running (remote: in_progress ×2)",
         "412 / 1,000 done (405 succeeded, 7 failed, 588 pending)",
         "· 41% · from 1,200 rows",
-        "2 in flight / 3 total",
+        "batches: 2 in flight / 3 total",
         "retries: 4",
         "elapsed 3m 12s",
         "ETA unknown",
-        "estimated $0.0123",
-        "actual so far $0.00042",
-        "saved $0.00042",
+        "cost so far $0.00042",
+        "estimate ≤ $0.0123",
+        "saved $0.00042 vs realtime",
     ]:
         assert part in text, part
 
@@ -153,8 +156,14 @@ def test_text_planned_has_unknown_cost_never_zero() -> None:
     text = snapshot_text(PLANNED)
     assert "state: planned" in text
     assert "0 / 1,000 done (0 succeeded, 0 failed, 1,000 pending)" in text
-    assert "actual so far unknown" in text
+    assert "cost so far unknown" in text
     assert "$0.00" not in text
+    assert "saved" not in text
+
+
+def test_text_nothing_collected_yet_says_so() -> None:
+    text = snapshot_text(replace(RUNNING, actual_cost=0.0, savings=0.0))
+    assert "cost so far $0.00 (estimate ≤ $0.0123) · counted as results are downloaded" in text
     assert "saved" not in text
 
 
@@ -163,17 +172,46 @@ def test_text_finished_failed_cancelled() -> None:
     assert "state: finished" in text
     assert "1,000 / 1,000 done (993 succeeded, 7 failed, 0 pending)" in text
     assert "elapsed 1h 02m" in text and "ETA" not in text
-    assert "actual so far $1.50" in text
+    assert "cost $1.50 (estimate ≤ $0.0123) · saved $1.50 vs realtime" in text
+    assert (
+        "Done in 1h 02m: 1,200 rows → 1,000 requests, 993 answered, 7 failed. "
+        "Cost $1.50, saved $1.50 against realtime prices." in text
+    )
+    assert "say why in the error column" in text
     assert FINISHED.message is not None and FINISHED.message in text
 
     text = snapshot_text(FAILED)
     assert "failed (remote: failed)" in text
-    assert "Lower max_tokens." in text
+    assert "Failed: Batch batch_42 failed validation" in text and "Lower max_tokens." in text
+    assert "What to do:" in text and 'batchframe.attach("bf-1a2b").result()' in text
 
     text = snapshot_text(CANCELLED)
     assert "state: cancelled" in text
     assert "602 failed" not in text and "595 failed" in text
-    assert "cancellation error" in text
+    assert "Cancelled: 405 requests were answered before the cancel" in text
+    assert "'cancelled'" in text and "cancellation error" in text
+
+
+def test_routine_end_message_is_not_repeated() -> None:
+    routine = replace(FINISHED, message="993 of 1,000 requests answered, 7 with errors.")
+    text = outcome_text(routine)
+    assert "993 answered, 7 failed" in text
+    assert "with errors" not in text
+    clean = replace(FINISHED, rows=1_000, failed=0, succeeded=1_000, message=None)
+    assert "error column" not in outcome_text(clean)
+    assert outcome_text(RUNNING) == ""
+    assert outcome_text(replace(RUNNING, message="resumed after a restart")) == (
+        "resumed after a restart"
+    )
+
+
+def test_interrupted_notes_say_what_goes_on() -> None:
+    background = interrupted_note("bf-9", background=True)
+    assert "keeps running in the background" in background and "Cancel" in background
+    assert 'batchframe.attach("bf-9")' in background
+    foreground = interrupted_note("bf-9", background=False)
+    assert "Nothing is polling" in foreground
+    assert 'batchframe.attach("bf-9").cancel()' in foreground
 
 
 @pytest.mark.parametrize(
@@ -182,7 +220,7 @@ def test_text_finished_failed_cancelled() -> None:
         (PLANNED, "#616161", ["planned", "0</b> / 1,000 done", "unknown"]),
         (RUNNING, "#1565c0", ["running", "in_progress ×2", "405 succeeded", "ETA unknown"]),
         (FINISHED, "#2e7d32", ["finished", "993 succeeded", "$1.50", "1,193 answers"]),
-        (FAILED, "#c62828", ["failed", "line 3 exceeds max_tokens"]),
+        (FAILED, "#c62828", ["failed", "line 3 exceeds max_tokens", "What to do"]),
         (CANCELLED, "#a15c00", ["cancelled", "cancellation error"]),
     ],
 )
@@ -193,6 +231,15 @@ def test_html_each_state(snapshot: JobSnapshot, colour: str, words: list[str]) -
     for word in words:
         assert word in out, word
     assert "<script" not in out and "<link" not in out and "class=" not in out
+
+
+def test_html_bar_has_a_segment_per_outcome() -> None:
+    out = snapshot_html(RUNNING)
+    assert 'title="405 succeeded" style="width: 40.500%' in out
+    assert 'title="7 failed" style="width: 0.700%' in out
+    assert 'title="588 pending" style="width: 58.800%' in out
+    done = snapshot_html(replace(FINISHED, failed=0, succeeded=1_000))
+    assert "failed" not in done.split("</div>", 3)[1]  # no empty failed segment
 
 
 def test_html_escapes_hostile_strings() -> None:
@@ -213,20 +260,37 @@ def test_html_escapes_hostile_strings() -> None:
 # --- JobPanel -----------------------------------------------------------------------
 
 
+def _classes(panel: JobPanel) -> set[str]:
+    return set(panel.widget._dom_classes)
+
+
 def test_panel_builds_and_updates_from_events() -> None:
     panel = JobPanel(cancel_handle=FakeCancel(), min_interval=0)
-    assert "waiting" in panel.header.value
+    assert "preparing" in panel.body.value
+    assert "batchframe-panel" in _classes(panel)
     panel.on_event(ev(RUNNING))
-    assert (panel.progress.value, panel.progress.max) == (412, 1_000)
-    assert "bf-1a2b" in panel.header.value and "gpt-4o-mini" in panel.header.value
-    assert "in_progress ×2" in panel.badge.value
-    assert "405 succeeded" in panel.counts.value and "588 pending" in panel.counts.value
-    assert "2 in flight / 3 total" in panel.details.value
-    assert "ETA unknown" in panel.details.value and "$0.0123" in panel.details.value
+    body = panel.body.value
+    assert "bf-1a2b" in body and "gpt-4o-mini" in body
+    assert "in_progress ×2" in body
+    assert "405 succeeded" in body and "588 pending" in body and "7 failed" in body
+    assert "2 in flight / 3 total" in body and "retries: 4" in body
+    assert "ETA unknown" in body and "$0.0123" in body and "elapsed 3m 12s" in body
+    assert "batchframe-state-running" in _classes(panel)
     assert not panel.cancel_button.disabled
+    assert panel.cancel_button.layout.display != "none"
     bundle = panel._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert "405 succeeded" in bundle["text/plain"]
+
+
+def test_panel_state_class_follows_the_state() -> None:
+    panel = JobPanel(PLANNED, FakeCancel(), min_interval=0)
+    assert "batchframe-state-planned" in _classes(panel)
+    panel.on_event(ev(RUNNING))
+    panel.on_event(ev(FINISHED, "finished"))
+    states = {c for c in _classes(panel) if c.startswith("batchframe-state-")}
+    assert states == {"batchframe-state-finished"}
+    assert "#2e7d32" in panel.widget.layout.border_left
 
 
 def test_panel_throttles_but_always_renders_terminal() -> None:
@@ -235,14 +299,13 @@ def test_panel_throttles_but_always_renders_terminal() -> None:
     assert panel.render_count == 1
     clock.now += 0.1
     panel.on_event(ev(replace(RUNNING, succeeded=500, pending=493)))
-    assert panel.render_count == 1 and panel.progress.value == 412  # held back
+    assert panel.render_count == 1 and "405 succeeded" in panel.body.value  # held back
     panel.on_event(ev(replace(RUNNING, succeeded=600, pending=393)))
     assert panel.render_count == 1
     panel.on_event(ev(FAILED, "failed"))  # terminal: renders at once, inside the window
     assert panel.render_count == 2
-    assert panel.progress.bar_style == "danger"
-    assert "#c62828" in panel.widget.layout.border
-    assert "Lower max_tokens." in panel.message.value
+    assert "#c62828" in panel.widget.layout.border_left
+    assert "Lower max_tokens." in panel.body.value and "What to do" in panel.body.value
     assert panel.cancel_button.disabled
     assert panel._timer is None  # the trailing render was cancelled
 
@@ -252,11 +315,11 @@ def test_panel_trailing_render_shows_last_snapshot() -> None:
     panel = JobPanel(RUNNING, min_interval=0.01, clock=clock)
     later = replace(RUNNING, succeeded=700, pending=293)
     panel.on_event(ev(later))
-    assert panel.progress.value == 412
+    assert "405 succeeded" in panel.body.value
     timer = panel._timer
     assert timer is not None
     timer.join(2)
-    assert panel.progress.value == 707
+    assert "700 succeeded" in panel.body.value
 
 
 def test_panel_cancel_calls_handle_once_then_disables() -> None:
@@ -271,9 +334,11 @@ def test_panel_cancel_calls_handle_once_then_disables() -> None:
     assert panel.cancel_button.description == "Cancelling…"
     panel.on_event(ev(replace(RUNNING, state="cancelling")))
     assert panel.cancel_button.disabled
+    assert "Cancelling: the remote batches are being stopped." in panel.body.value
     panel.on_event(ev(CANCELLED, "cancelled"))
     assert panel.cancel_button.disabled
-    assert panel.progress.bar_style == "warning"
+    assert "batchframe-state-cancelled" in _classes(panel)
+    assert "Cancelled: 405 requests were answered" in panel.body.value
     panel.cancel_button.click()
     assert handle.calls == 1
 
@@ -288,16 +353,27 @@ def test_panel_failed_cancel_reenables_button() -> None:
     assert panel.cancel_thread is not None
     panel.cancel_thread.join(2)
     assert not panel.cancel_button.disabled
-    assert "Cancel failed: HTTP 500" in panel.message.value
+    assert "Cancel failed: HTTP 500" in panel.note.value
+
+
+def test_panel_note_shows_until_the_job_ends() -> None:
+    panel = JobPanel(RUNNING, FakeCancel(), min_interval=0)
+    panel.show_note(interrupted_note("bf-1a2b", background=True))
+    assert "Stopped waiting" in panel.note.value
+    panel.on_event(ev(replace(RUNNING, succeeded=500, pending=493)))
+    assert "Stopped waiting" in panel.note.value
+    panel.on_event(ev(FINISHED, "finished"))
+    assert panel.note.value == ""
+    panel.show_note("<b>x</b>")
+    assert "&lt;b&gt;" in panel.note.value
 
 
 def test_panel_finished_shows_summary_and_hides_button() -> None:
     panel = JobPanel(RUNNING, FakeCancel(), min_interval=0)
     panel.on_event(ev(FINISHED, "finished"))
-    assert (panel.progress.value, panel.progress.max) == (1_000, 1_000)
-    assert panel.progress.bar_style == "success"
-    assert "1,193 answers" in panel.message.value
-    assert "$1.50" in panel.details.value
+    assert "1,000</b> / 1,000 done" in panel.body.value
+    assert "Done in 1h 02m" in panel.body.value and "saved $1.50" in panel.body.value
+    assert "1,193 answers" in panel.body.value
     assert panel.cancel_button.disabled and panel.cancel_button.layout.display == "none"
 
 
@@ -320,7 +396,33 @@ def test_panel_is_thread_safe() -> None:
     for t in threads:
         t.join()
     panel.on_event(ev(FINISHED, "finished"))
-    assert panel.progress.value == 1_000
+    assert "993 succeeded" in panel.body.value and "0 pending" in panel.body.value
+
+
+def test_display_job_shows_a_live_panel_once_per_cell(monkeypatch: pytest.MonkeyPatch) -> None:
+    import IPython
+    import IPython.display
+
+    shown: list[object] = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(obj))
+
+    class Shell:
+        execution_count = 7
+
+    shell = Shell()
+    monkeypatch.setitem(sys.modules, "IPython", IPython)
+    monkeypatch.setattr(IPython, "get_ipython", lambda: shell)
+    panel = JobPanel(RUNNING, FakeCancel(), min_interval=0)
+    panel.show()
+    assert shown == [panel] and panel.shown_in_current_cell()
+    display_job(panel, dict)
+    assert shown == [panel]  # the cell that started the job already shows it
+    shell.execution_count = 8
+    assert not panel.shown_in_current_cell()
+    display_job(panel, dict)
+    assert shown == [panel, panel]  # a later cell gets a new view of the live panel
+    display_job(None, lambda: {"text/plain": "snapshot"})
+    assert shown[-1] == {"text/plain": "snapshot"}
 
 
 # --- ConsoleProgress ----------------------------------------------------------------

@@ -26,7 +26,9 @@ from .errors import (
 )
 from .estimate import Estimate, set_price
 from .events import Event, JobSnapshot, Observer
+from .estimate.actual import CostSummary
 from .job import BatchJob, attach, jobs
+from .pilot import Pilot
 
 __version__ = "0.1.0"
 
@@ -36,6 +38,7 @@ __all__ = [
     "BatchframeError",
     "BudgetExceededError",
     "ConfigurationError",
+    "CostSummary",
     "Estimate",
     "Event",
     "InputError",
@@ -44,6 +47,7 @@ __all__ = [
     "JobNotFoundError",
     "JobSnapshot",
     "Observer",
+    "Pilot",
     "ProviderError",
     "ProviderRequestError",
     "ProviderUnavailableError",

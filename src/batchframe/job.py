@@ -77,6 +77,10 @@ class BatchJob:
         self._observer: Observer | None = None
         self._thread: threading.Thread | None = None
         self._thread_error: BaseException | None = None
+        # Set when the driving thread ends. wait() waits on this, not on Thread.join(): on
+        # Python 3.11 a join() interrupted by Ctrl-C marks a running thread as dead, and
+        # ipykernel then closes that thread's output pipe (the panel would stop updating).
+        self._thread_done = threading.Event()
         self._runner: Runner | None = None
 
     # -- identity ---------------------------------------------------------------------------
@@ -125,9 +129,11 @@ class BatchJob:
             for observer in self._observers():
                 observer.on_event(_event(snapshot))
             return self
-        if self._thread is not None and self._thread.is_alive():
+        if self._thread is not None and not self._thread_done.is_set():
             return self
         runner = self._make_runner()
+
+        done = self._thread_done = threading.Event()
 
         def run() -> None:
             try:
@@ -136,6 +142,8 @@ class BatchJob:
                 self._observe(None)
             except BaseException as exc:  # surfaced by wait()/result()
                 self._thread_error = exc
+            finally:
+                done.set()
 
         self._thread = threading.Thread(target=run, name=f"batchframe-{self._id}", daemon=True)
         self._thread.start()
@@ -156,12 +164,13 @@ class BatchJob:
             self.start()
         if self._thread is not None:
             try:
-                self._thread.join(timeout)
+                ended = self._thread_done.wait(timeout)
             except KeyboardInterrupt:  # stop waiting, not the job: the thread drives on
                 self._note(interrupted_note(self._id, background=True))
                 raise
-            if self._thread.is_alive():
+            if not ended:
                 raise TimeoutError(f"Job {self._id} is still running after {timeout} s.")
+            self._thread.join()
             self._thread = None
             if self._thread_error is not None:
                 error, self._thread_error = self._thread_error, None
@@ -196,10 +205,10 @@ class BatchJob:
         After this the process may exit: the provider works on, and a later ``attach`` or a
         re-run collects the results.
         """
-        if self._thread is None or not self._thread.is_alive():
+        if self._thread is None or self._thread_done.is_set():
             self.start()
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self._thread is not None and self._thread.is_alive():
+        while self._thread is not None and not self._thread_done.is_set():
             shards = self._store.shards(self._id)
             waiting = [
                 s for s in shards if s.state in ("planned", "uploading", "uploaded", "creating")
@@ -232,7 +241,8 @@ class BatchJob:
             if runner.lock.acquire():  # the other driver is gone: take over
                 runner.lock.release()
                 runner.drive()
-                return
+                # A job that had already ended emits nothing from drive(): loop once more so
+                # the observers see its final state.
 
     def status(self, refresh: bool = True) -> JobSnapshot:
         """Where the job stands. With ``refresh`` and no driver running, polls the provider once."""
@@ -240,7 +250,7 @@ class BatchJob:
         if (
             refresh
             and job.state not in ("finished", "cancelled")
-            and (self._thread is None or not self._thread.is_alive())
+            and (self._thread is None or self._thread_done.is_set())
         ):
             runner = Runner(self._store, self._id, self.provider, self._options, ())
             try:

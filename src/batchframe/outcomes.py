@@ -93,13 +93,15 @@ def settle(results: pa.Table, n_requests: int, *, in_flight: np.ndarray | None =
     frame = table.to_pandas(types_mapper=_arrow_types).set_index("key")
     status = np.full(n_requests, PENDING, dtype=np.int8)
     won_keys = all_keys[winners]
-    fate = np.asarray(
-        pc.fill_null(table["fate"], "").to_numpy(zero_copy_only=False), dtype=object
-    )
-    status[won_keys[fate == OK]] = SUCCEEDED
-    status[won_keys[fate == FAILED]] = ERRORED
+
+    def fate_is(value: str) -> np.ndarray:
+        same = pc.fill_null(pc.equal(table["fate"], value), False)
+        return np.asarray(same.to_numpy(zero_copy_only=False), dtype=bool)
+
+    status[won_keys[fate_is(OK)]] = SUCCEEDED
+    status[won_keys[fate_is(FAILED)]] = ERRORED
     # A retryable error is final only when no attempt for it is still running or planned.
-    retry_keys = won_keys[fate == RETRY]
+    retry_keys = won_keys[fate_is(RETRY)]
     if in_flight is not None and len(in_flight):
         retry_keys = retry_keys[~np.isin(retry_keys, in_flight)]
     status[retry_keys] = ERRORED

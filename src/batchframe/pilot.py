@@ -347,12 +347,12 @@ def _answers_frame(
         )
     out = inputs
     for name in values.columns:
-        out[name] = values[name].to_numpy()
-    out[columns.error] = error.to_numpy()
+        out[name] = values[name].set_axis(out.index)
+    out[columns.error] = error.set_axis(out.index)
     if raw.notna().any():
-        out[columns.raw] = raw.to_numpy()
-    out["input_tokens"] = t["input_tokens"].astype("Int64").to_numpy()
-    out["output_tokens"] = t["output_tokens"].astype("Int64").to_numpy()
+        out[columns.raw] = raw.set_axis(out.index)
+    out["input_tokens"] = t["input_tokens"].astype("Int64").set_axis(out.index)
+    out["output_tokens"] = t["output_tokens"].astype("Int64").set_axis(out.index)
     costs = result_costs(prepared.spec.model, t.assign(shard=PILOT_SHARD))
     out["cost"] = pd.array(costs[0] if costs is not None else [None] * len(t), dtype="Float64")
     return out

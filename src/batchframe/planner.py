@@ -278,6 +278,16 @@ def create_job(
     return record
 
 
+# What pyarrow raises for values it cannot store.
+_ARROW_REFUSALS = (
+    pa.ArrowInvalid,
+    pa.ArrowTypeError,
+    pa.ArrowNotImplementedError,
+    ValueError,
+    TypeError,
+)
+
+
 def _write_frame(path: Path, frame: pd.DataFrame) -> None:
     """Keep the input frame so attach() can rebuild results in another process.
 
@@ -285,28 +295,16 @@ def _write_frame(path: Path, frame: pd.DataFrame) -> None:
     """
     try:
         table = pa.Table.from_pandas(frame, preserve_index=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError, TypeError):
+    except _ARROW_REFUSALS:
         safe = frame.copy()
         for column in safe.columns:
             try:
                 pa.array(safe[column], from_pandas=True)
-            except (
-                pa.ArrowInvalid,
-                pa.ArrowTypeError,
-                pa.ArrowNotImplementedError,
-                ValueError,
-                TypeError,
-            ):
+            except _ARROW_REFUSALS:
                 safe[column] = safe[column].astype(str)
         try:
             table = pa.Table.from_pandas(safe, preserve_index=True)
-        except (
-            pa.ArrowInvalid,
-            pa.ArrowTypeError,
-            pa.ArrowNotImplementedError,
-            ValueError,
-            TypeError,
-        ):
+        except _ARROW_REFUSALS:
             # An index of tuples or mixed objects: keep its text so attach() still lines up.
             safe.index = safe.index.map(str)
             table = pa.Table.from_pandas(safe, preserve_index=True)

@@ -92,6 +92,41 @@ class Lab:
         return f"{self.url}/lab/tree/{name}?token={self.token}&reset"
 
 
+CANCEL_SETUP = """
+import os, tempfile
+import pandas as pd
+import batchframe
+from batchframe.emulator import Emulator
+
+emulator = Emulator(processing_seconds=120).start()  # slow: the job is cancelled long before
+client = emulator.openai_client()
+os.environ["BATCHFRAME_HOME"] = tempfile.mkdtemp()
+os.environ["BATCHFRAME_POLL_INTERVAL"] = "0.3"
+df = pd.DataFrame({"text": [f"item number {i}" for i in range(25)]})
+"""
+CANCEL_SUBMIT = """
+job = df.llm.batch("Describe {text}", model="gpt-4o-mini", output="d", max_tokens=20,
+                   client=client, wait=False)
+"""
+CANCEL_CHECK = """
+out = job.result(timeout=60)
+errors = out["d_error"].dropna()
+print("COUNTS", len(out), int(out["d"].notna().sum()), len(errors),
+      int(errors.str.contains("cancelled").sum()), job.status().state,
+      emulator.stats()["cancels"])
+"""
+
+
+def _write_cancel_notebook(path: Path) -> None:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(c.strip()) for c in (CANCEL_SETUP, CANCEL_SUBMIT)],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}},
+    )
+    nbformat.write(nb, path)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -120,8 +155,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     base = tmp_path_factory.mktemp("jupyterlab")
     root = base / "notebooks"
     root.mkdir()
-    for name in ("quickstart.ipynb",):
-        shutil.copy(NOTEBOOKS / name, root / name)
+    shutil.copy(NOTEBOOKS / "quickstart.ipynb", root / "quickstart.ipynb")
+    _write_cancel_notebook(root / "cancel.ipynb")
     home = base / "home"
     (home / "jupyter-config" / "labconfig").mkdir(parents=True)
     # No "get notified about Jupyter news?" toast over the notebook.
@@ -267,6 +302,27 @@ def _wait_all_executed(page: Any, timeout: float) -> dict[str, Any]:
     pytest.fail(f"the notebook did not finish in {timeout} s: {state}")
 
 
+_EXECUTE = """
+async (code) => {
+  const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+  const future = kernel.requestExecute({code});
+  let text = '';
+  future.onIOPub = (msg) => {
+    const type = msg.header.msg_type;
+    if (type === 'stream') text += msg.content.text;
+    if (type === 'error') text += 'ERROR ' + msg.content.ename + ': ' + msg.content.evalue;
+  };
+  await future.done;
+  return text;
+}
+"""
+
+
+def _execute(page: Any, code: str) -> str:
+    """Run code in the notebook's kernel (as a cell would) and return what it printed."""
+    return str(page.evaluate(_EXECUTE, code))
+
+
 def _shot(page: Any, locator: Any, name: str) -> Path:
     """A screenshot of the panel in context (the viewport around it), and of the panel alone."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -330,3 +386,37 @@ def test_quickstart_panel_runs_to_finished_in_jupyterlab(lab: Lab, page: Any) ->
     finished = page.locator(f"{PANEL}.batchframe-state-finished")
     assert panels.count() == finished.count() >= 3
     assert time.monotonic() - started < 150
+
+
+def test_cancel_button_in_the_browser_cancels_the_remote_batch(lab: Lab, page: Any) -> None:
+    _open_notebook(page, lab, "cancel.ipynb")
+    _run_all(page)
+    panel = page.locator(PANEL).first
+    page.wait_for_function(
+        """() => {
+          const p = document.querySelector('.batchframe-panel');
+          return p && p.classList.contains('batchframe-state-running')
+                 && /remote: in_progress/.test(p.innerText);
+        }""",
+        timeout=60_000,
+        polling=100,
+    )
+    _wait_all_executed(page, timeout=30)  # the cell is free: wait=False returned at once
+    button = panel.locator(".batchframe-cancel")
+    assert button.is_enabled()
+    button.click()
+    page.locator(f"{PANEL}.batchframe-state-cancelled").first.wait_for(
+        state="visible", timeout=60_000
+    )
+    _shot(page, panel, "cancel-final")
+    text = _panel_text(panel)
+    assert "cancelled" in text and "Cancelled:" in text
+    assert "Cancel" not in text.replace("Cancelled", "").replace("cancelled", "")
+
+    printed = _execute(page, CANCEL_CHECK)
+    assert "ERROR" not in printed, printed
+    line = next(x for x in printed.splitlines() if x.startswith("COUNTS"))
+    rows, answered, errored, cancelled, state, cancels = line.split()[1:]
+    assert state == "cancelled" and int(cancels) == 1  # the remote batch was cancelled
+    assert int(rows) == 25 and int(answered) + int(errored) == 25
+    assert int(cancelled) == int(errored) > 0  # every unanswered row says it was cancelled

@@ -96,7 +96,10 @@ class JobsFrame(pd.DataFrame):
             message = _text(r.get("message"))
             model = f"{_text(r.get('provider'))} / {_text(r.get('model'))}"
             cells = [
-                (f"<code>{html.escape(_text(r.get('job_id')))}</code>", cell),
+                (
+                    f"<code>{html.escape(_text(r.get('job_id')))}</code>",
+                    cell + " white-space: nowrap;",
+                ),
                 (html.escape(_when(r.get("created"))), cell + " white-space: nowrap;"),
                 (badge, cell),
                 (html.escape(model), cell + " white-space: nowrap;"),
@@ -107,7 +110,7 @@ class JobsFrame(pd.DataFrame):
                 (
                     f'<span title="{html.escape(message)}">'
                     f"{html.escape(_short(message, _MESSAGE_CHARS))}</span>",
-                    cell,
+                    cell + " min-width: 16em;",
                 ),
             ]
             body.append("<tr>" + "".join(f'<td style="{s}">{v}</td>' for v, s in cells) + "</tr>")

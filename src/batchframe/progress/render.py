@@ -131,8 +131,10 @@ def cost_text(s: JobSnapshot) -> str:
         text += f" (estimate ≤ {format_usd(s.estimated_cost)})"
     else:
         text += " (estimate unknown)"
-    if s.savings is not None:
+    if s.savings:
         text += f" · saved {format_usd(s.savings)} vs realtime"
+    elif not s.terminal and not s.actual_cost:
+        text += " · counted as results are downloaded"
     return text
 
 

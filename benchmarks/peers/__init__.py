@@ -1,0 +1,1 @@
+"""Scripts that run the same job through peer libraries (in .venv-peers, not the dev venv)."""
