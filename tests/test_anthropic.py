@@ -38,7 +38,8 @@ from batchframe.providers.anthropic import DEFAULT_MAX_TOKENS, AnthropicProvider
 
 MODEL = "claude-haiku-4-5"
 FIXTURES = Path(__file__).parent / "fixtures" / "anthropic"
-RECORDED = Path("/work/shared/recorded")
+# ../shared/recorded beside the checkout (as in CI and here), when present.
+RECORDED = Path(__file__).resolve().parents[2] / "shared" / "recorded"
 CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 ODD_LABELS = [
