@@ -219,9 +219,7 @@ def test_quickstart_runs_top_to_bottom(kernel_name: str, tmp_path: Path) -> None
     assert time.monotonic() - started < 120
 
 
-def test_labelling_gives_a_categorical_over_the_label_set(
-    kernel_name: str, tmp_path: Path
-) -> None:
+def test_labelling_gives_a_categorical_over_the_label_set(kernel_name: str, tmp_path: Path) -> None:
     nb = load("labelling.ipynb")
     nb.cells.append(
         facts_cell(

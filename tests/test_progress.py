@@ -189,7 +189,7 @@ def test_text_finished_failed_cancelled() -> None:
     assert "state: cancelled" in text
     assert "602 failed" not in text and "595 failed" in text
     assert "Cancelled: 405 requests were answered before the cancel" in text
-    assert "'cancelled'" in text and "cancellation error" in text
+    assert "say 'cancelled' in the error column" in text and "cancellation error" in text
 
 
 def test_routine_end_message_is_not_repeated() -> None:

@@ -28,6 +28,7 @@ _CONTROL_ESCAPES = {
     chr(c): {8: "\\b", 9: "\\t", 10: "\\n", 12: "\\f", 13: "\\r"}.get(c, f"\\u{c:04x}")
     for c in range(0x20)
 }
+_ESCAPES = {"\\": "\\\\", '"': '\\"', **_CONTROL_ESCAPES}
 
 
 def slot(name: str) -> str:
@@ -77,18 +78,31 @@ def _short(value: Any, limit: int = 40) -> str:
 def quote(values: pa.Array) -> pa.Array:
     """JSON string literals (with quotes) of every element of a string array."""
     out: pa.Array = values.cast(pa.large_string())
-    if pc.any(pc.match_substring(out, "\\")).as_py():
-        out = pc.replace_substring(out, "\\", "\\\\")
-    if pc.any(pc.match_substring(out, '"')).as_py():
-        out = pc.replace_substring(out, '"', '\\"')
-    if pc.any(pc.match_substring_regex(out, "[\\x00-\\x1f]")).as_py():
-        for char, escaped in _CONTROL_ESCAPES.items():
-            if pc.any(pc.match_substring(out, char)).as_py():
-                out = pc.replace_substring(out, char, escaped)
+    if isinstance(out, pa.ChunkedArray):
+        out = out.combine_chunks()
+    # Backslash first, so that the backslashes the other escapes add are not doubled.
+    for char in sorted(_specials(out), key=lambda c: c != "\\"):
+        out = pc.replace_substring(out, char, _ESCAPES[char])
     quote_mark = pa.scalar('"', pa.large_string())
     return pc.binary_join_element_wise(
         quote_mark, out, quote_mark, pa.scalar("", pa.large_string())
     )
+
+
+def _specials(values: pa.Array) -> set[str]:
+    """The characters in ``values`` that JSON must escape, found in one pass over the bytes.
+
+    In UTF-8 every byte below 0x80 is that ASCII character, so the bytes tell exactly which
+    of backslash, quote and the control characters occur; only those get a replace pass.
+    """
+    offsets, data = values.buffers()[1], values.buffers()[2]
+    if data is None or len(values) == 0:
+        return set()
+    bounds = np.frombuffer(offsets, dtype=np.int64)  # type: ignore[arg-type]
+    lo, hi = int(bounds[values.offset]), int(bounds[values.offset + len(values)])
+    raw = np.frombuffer(data, dtype=np.uint8)[lo:hi]
+    found = raw[(raw < 0x20) | (raw == 0x22) | (raw == 0x5C)]
+    return {chr(c) for c in np.unique(found).tolist()}
 
 
 def fill(template: Any, columns: Mapping[str, pa.Array], length: int) -> pa.Array:

@@ -1,9 +1,16 @@
 """The notebook panel: an ipywidgets view of a running job, with a Cancel button.
 
-Built from stock widgets only (no custom JS), in the spirit of tqdm.notebook. The runner
-calls :meth:`JobPanel.on_event` from its polling thread while the cell is free; ipykernel
-accepts trait updates from any thread, so the panel only needs a lock to keep its own
-bookkeeping consistent and a throttle so a burst of events does not flood the frontend.
+Built from stock widgets only (no custom JS), in the spirit of tqdm.notebook: one HTML widget
+for the body (header, stacked bar, counts, details, outcome), a Cancel button and a note line.
+The runner calls :meth:`JobPanel.on_event` from its driving thread, both while the cell is
+free (``wait=False``) and while a blocking call waits; ipykernel accepts trait updates from any
+thread, so the panel only needs a lock to keep its own bookkeeping consistent and a throttle
+so a burst of events does not flood the frontend.
+
+The Cancel button works whenever the kernel is free to handle the click: after a
+``wait=False`` call, or after a blocking wait was interrupted (in a notebook the job is driven
+from a background thread, so an interrupt stops the wait and not the job). A click during a
+blocking wait is queued by the kernel and handled once the cell ends.
 """
 
 from __future__ import annotations

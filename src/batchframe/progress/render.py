@@ -176,8 +176,8 @@ def outcome_text(s: JobSnapshot) -> str:
         else:
             head = (
                 f"Cancelled: {format_count(s.succeeded)} requests were answered before the "
-                f"cancel; the other {format_count(s.failed)} rows carry an error "
-                "(unanswered ones say 'cancelled')."
+                f"cancel; {format_count(s.failed)} ended with an error (the unanswered ones "
+                "say 'cancelled' in the error column)."
             )
         tail = " Running the same call again returns these results; fresh=True starts anew."
         text = head + ("" if s.state == "cancelling" else tail)
