@@ -151,3 +151,14 @@ def test_cancel_marks_every_unfinished_row(emulator: Emulator, openai_client) ->
     emulator.set_faults(FaultPlan())
     again = df.llm.batch("Echo {text}", model="gpt-4o-mini", client=openai_client)
     assert again["output"].notna().all()
+
+
+def test_attach_gives_back_an_index_parquet_cannot_hold(emulator: Emulator, openai_client) -> None:
+    index = pd.Index([("a", 1), 2, "x/y", ("a", 1)], tupleize_cols=False)
+    df = pd.DataFrame({"text": ["p", "q", "r", "s"]}, index=index)
+    job = df.llm.batch("Echo {text}", model="gpt-4o-mini", client=openai_client, wait=False)
+    job.wait(timeout=60)
+    # A new handle with no frame in memory, as in another process: the store alone.
+    out = batchframe.attach(job.id, client=openai_client).result()
+    assert list(out.index) == list(index)
+    assert list(out["output"]) == ["echo: Echo p", "echo: Echo q", "echo: Echo r", "echo: Echo s"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import pickle
 import threading
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from .estimate.actual import CostSummary, load_estimate, result_costs, summarize
 from .events import JobSnapshot, Observer
 from .join import Columns, key_level, to_rows
 from .outcomes import load_results, settle
+from .planner import INDEX_PICKLE
 from .progress import (
     JobsFrame,
     display_job,
@@ -329,7 +331,11 @@ class BatchJob:
         return to_rows(frame, row_keys, input_errors, values, error, raw, columns, extra=extra)
 
     def _stored_frame(self) -> pd.DataFrame:
-        return read_parquet(self.folder / "frame.parquet").to_pandas()
+        frame = read_parquet(self.folder / "frame.parquet").to_pandas()
+        exact_index = self.folder / INDEX_PICKLE
+        if exact_index.exists():
+            frame.index = pickle.loads(exact_index.read_bytes())  # our own file, see planner
+        return frame
 
     def summary(self) -> CostSummary:
         """Tokens, cost, savings against realtime, and the estimate against the actual cost.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import pickle
 import secrets
 import shutil
 import time
@@ -278,6 +279,9 @@ def create_job(
     return record
 
 
+# The exact index, kept beside frame.parquet when Parquet can only hold its text.
+INDEX_PICKLE = "index.pickle"
+
 # What pyarrow raises for values it cannot store.
 _ARROW_REFUSALS = (
     pa.ArrowInvalid,
@@ -305,7 +309,10 @@ def _write_frame(path: Path, frame: pd.DataFrame) -> None:
         try:
             table = pa.Table.from_pandas(safe, preserve_index=True)
         except _ARROW_REFUSALS:
-            # An index of tuples or mixed objects: keep its text so attach() still lines up.
+            # An index of tuples or mixed objects: Parquet keeps its text, and a pickle of
+            # the index itself (in the owner-only job folder, written and read only by us)
+            # lets attach() give back the very same labels.
+            write_bytes(path.with_name(INDEX_PICKLE), pickle.dumps(frame.index, protocol=5))
             safe.index = safe.index.map(str)
             table = pa.Table.from_pandas(safe, preserve_index=True)
     write_parquet(path, table)

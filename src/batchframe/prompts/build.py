@@ -42,9 +42,14 @@ class Prepared:
         return self.requests.num_rows
 
     def parts(self) -> list[pa.Array]:
-        return [
-            self.requests.column(part_name(i)).combine_chunks() for i in range(len(self.spec.roles))
-        ]
+        return [_one_array(self.requests.column(part_name(i))) for i in range(len(self.spec.roles))]
+
+
+def _one_array(column: pa.ChunkedArray) -> pa.Array:
+    """The column as one Array; a single chunk is returned as is (combine_chunks copies it)."""
+    if column.num_chunks == 1:
+        return column.chunk(0)
+    return column.combine_chunks()
 
 
 def custom_ids(keys: pa.Array | np.ndarray) -> pa.Array:
@@ -92,9 +97,11 @@ def prepare(
     row_keys = np.full(n, -1, dtype=np.int64)
     row_keys[positions] = codes
     columns: dict[str, pa.Array] = {"key": pa.array(np.arange(len(first), dtype=np.int64))}
-    take = pa.array(first)
+    # Every sendable row distinct (first == 0, 1, 2, ...): the parts are the requests as
+    # they are, without a copy.
+    take = None if len(first) == len(positions) else pa.array(first)
     for i, part in enumerate(parts):
-        columns[part_name(i)] = part.take(take)
+        columns[part_name(i)] = part if take is None else part.take(take)
     requests = pa.table(columns)
     fingerprint = _fingerprint(spec, requests, row_keys, rendered.input_errors, frame.index)
     return Prepared(spec, requests, row_keys, rendered.input_errors, fingerprint)
@@ -104,9 +111,7 @@ def _request_codes(parts: list[pa.Array], n: int) -> np.ndarray:
     """Codes numbering distinct (part0, part1, ...) tuples in order of first appearance."""
     codes = np.zeros(n, dtype=np.int64)
     for part in parts:
-        encoded = pc.dictionary_encode(part)
-        part_codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
-        size = len(encoded.dictionary)
+        part_codes, size = _part_codes(part)
         if size <= 1:
             continue
         # Combine pairwise and renumber so the product never overflows int64.
@@ -114,6 +119,50 @@ def _request_codes(parts: list[pa.Array], n: int) -> np.ndarray:
         codes, _ = pd.factorize(combined, sort=False)
         codes = codes.astype(np.int64)
     return codes
+
+
+# Parts that are mostly distinct (a description per row) are numbered by hashing their
+# bytes: dictionary encoding would copy every distinct string twice (memo table and dictionary),
+# doubling the memory of the biggest column. Parts with few values (a system prompt) are
+# dictionary encoded: their memo table is small.
+_SAMPLE_ROWS = 10_000
+_HASH_BLOCK_BYTES = 32 * 1024 * 1024
+
+
+def _part_codes(part: pa.Array) -> tuple[np.ndarray, int]:
+    """Codes numbering the distinct values of ``part`` (a bijection), and how many there are."""
+    if len(part) > _SAMPLE_ROWS and part.null_count == 0:
+        distinct = pc.count_distinct(part.slice(0, _SAMPLE_ROWS)).as_py()
+        if distinct > _SAMPLE_ROWS // 2:
+            hashed = _hashed_codes(part)
+            if hashed is not None:
+                return hashed
+    encoded = pc.dictionary_encode(part)
+    part_codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    return part_codes, len(encoded.dictionary)
+
+
+def _hashed_codes(part: pa.Array) -> tuple[np.ndarray, int] | None:
+    """Codes from a hash of each value's bytes, verified; None on a hash collision."""
+    n = len(part)
+    values = part.cast(pa.large_binary())  # the same buffers, read as bytes
+    step = max(1, min(n, _HASH_BLOCK_BYTES * n // max(1, values.nbytes)))
+    hashes = np.empty(n, dtype=np.int64)
+    for start in range(0, n, step):
+        block = values.slice(start, step).to_pylist()
+        hashes[start : start + len(block)] = np.fromiter(
+            map(hash, block), dtype=np.int64, count=len(block)
+        )
+    codes, uniques = pd.factorize(hashes, sort=False)
+    codes = codes.astype(np.int64)
+    # Rows sharing a hash must hold the same bytes as the first row with that hash.
+    shared = np.flatnonzero(np.bincount(codes, minlength=len(uniques))[codes] > 1)
+    if len(shared):
+        first = _first_occurrence(codes)[codes[shared]]
+        same = pc.equal(values.take(pa.array(shared)), values.take(pa.array(first)))
+        if not pc.all(same).as_py():
+            return None
+    return codes, len(uniques)
 
 
 def _first_occurrence(codes: np.ndarray) -> np.ndarray:
@@ -135,7 +184,7 @@ def _fingerprint(
     h = hashlib.sha256()
     h.update(json.dumps(spec.to_json(), sort_keys=True, default=str).encode())
     for name in requests.column_names[1:]:
-        arr = requests.column(name).combine_chunks()
+        arr = _one_array(requests.column(name))
         h.update(np.asarray(pc.binary_length(arr).to_numpy(zero_copy_only=False)).tobytes())
         for chunk in [arr.cast(pa.large_binary())]:
             data = chunk.buffers()[2]
@@ -145,6 +194,10 @@ def _fingerprint(
                 h.update(memoryview(data)[lo:hi])
     h.update(row_keys.tobytes())
     h.update(np.asarray(input_errors.is_null().to_numpy(zero_copy_only=False)).tobytes())
-    h.update(pd.util.hash_pandas_object(index, index=False).to_numpy().tobytes())
+    try:
+        labels = pd.util.hash_pandas_object(index, index=False)
+    except (TypeError, ValueError):  # mixed objects (tuples beside ints...): hash their reprs
+        labels = pd.util.hash_pandas_object(index.map(repr), index=False)
+    h.update(labels.to_numpy().tobytes())
     h.update(repr(list(index.names)).encode())
     return h.hexdigest()
