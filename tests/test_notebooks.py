@@ -323,6 +323,18 @@ def _printed(nb: Any, prefix: str) -> str:
     raise AssertionError(f"nothing printed {prefix!r}: {nb.cells}")
 
 
+# Wait (inside the kernel, so the widget messages are recorded) until the panel shows the
+# re-attached job running.
+PANEL_RUNNING = """
+import time
+deadline = time.monotonic() + 30
+while "batchframe-state-running" not in job._observer.widget._dom_classes:
+    assert time.monotonic() < deadline, job._observer.widget._dom_classes
+    time.sleep(0.1)
+time.sleep(0.5)
+"""
+
+
 def test_job_survives_kernel_restarts(kernel_name: str, tmp_path: Path) -> None:
     with Emulator(processing_seconds=6, seed=3) as emu:
         env = kernel_env(
@@ -343,9 +355,7 @@ def test_job_survives_kernel_restarts(kernel_name: str, tmp_path: Path) -> None:
         assert emu.stats()["batches_created"] == 1, first.cells
 
         # Kernel 2 re-runs the same cell: the same job, re-attached, nothing sent again.
-        second = _run_cells(
-            kernel_name, tmp_path, env, [SUBMIT, "import time; time.sleep(1.0)"], kill=True
-        )
+        second = _run_cells(kernel_name, tmp_path, env, [SUBMIT, PANEL_RUNNING], kill=True)
         assert _printed(second, "JOB") == job_id
         assert cell_errors(second) == []
         assert emu.stats()["batches_created"] == 1
@@ -377,10 +387,17 @@ def test_job_survives_kernel_restarts(kernel_name: str, tmp_path: Path) -> None:
 
 
 INTERRUPTED_WAIT = """
-import os, signal, threading
+import os, signal, threading, time
 
-# The kernel's stop button sends SIGINT; send it ourselves 1.5 s into the blocking wait.
-threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+def interrupt_once_submitted():
+    # The kernel's stop button sends SIGINT: send it ourselves once the batch is running.
+    deadline = time.monotonic() + 60
+    while emulator.stats()["batches_created"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGINT)
+
+threading.Thread(target=interrupt_once_submitted, daemon=True).start()
 try:
     df.llm.batch("Describe {text}", model="gpt-4o-mini", output="d", max_tokens=20, client=client)
 except KeyboardInterrupt:

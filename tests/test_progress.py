@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import html
 import io
 import sys
 import threading
+import time
 from dataclasses import replace
 
 import pytest
@@ -230,7 +232,8 @@ def test_html_each_state(snapshot: JobSnapshot, colour: str, words: list[str]) -
     assert colour in out
     for word in words:
         assert word in out, word
-    assert "<script" not in out and "<link" not in out and "class=" not in out
+    assert "<script" not in out and "<link" not in out
+    assert out.count("class=") == 1 and 'class="tex2jax_ignore mathjax_ignore"' in out
 
 
 def test_html_bar_has_a_segment_per_outcome() -> None:
@@ -521,3 +524,105 @@ def test_auto_picks_panel_in_a_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(make_observer(True, FakeCancel()), JobPanel)
     monkeypatch.setenv("BATCHFRAME_PROGRESS", "console")
     assert isinstance(make_observer(True, None), ConsoleProgress)
+
+
+# --- jobs() and BatchJob reprs ---------------------------------------------------------------
+
+
+def test_jobs_frame_reads_well_and_stays_a_dataframe() -> None:
+    import pandas as pd
+
+    from batchframe.progress import JobsFrame
+
+    frame = JobsFrame(
+        [
+            {
+                "job_id": "bf-20261123-101500-3fa2c1",
+                "created": pd.Timestamp("2026-11-23 10:15:00.123456"),
+                "state": "finished",
+                "provider": "openai",
+                "model": "gpt-4o-mini",
+                "rows": 1_200,
+                "requests": 1_000,
+                "output": "label",
+                "estimated_cost": 0.000116,
+                "message": "<b>1,000</b> of 1,000 requests answered, 0 with errors. " * 3,
+            }
+        ]
+    )
+    text = repr(frame)
+    assert "bf-20261123-101500-3fa2c1" in text and "2026-11-23 10:15:00" in text
+    assert "≤ $0.00012" in text and ".123456" not in text
+    page = frame._repr_html_()
+    assert "batchframe jobs (1, newest first)" in page and "tex2jax_ignore" in page
+    assert (
+        "#2e7d32" in page
+        and "1,200 → 1,000" in page
+        and "&lt;b&gt;" in page
+        and "<b>1,000" not in page
+    )
+    # The data itself is untouched, and derived frames are plain DataFrames.
+    assert frame["estimated_cost"].iloc[0] == 0.000116
+    assert type(frame[frame["rows"] > 1]) is pd.DataFrame
+    empty = JobsFrame([], columns=["job_id"])
+    assert "No stored jobs" in repr(empty) and "No stored jobs" in empty._repr_html_()
+
+
+def test_batch_job_reprs_after_the_end(emulator, openai_client) -> None:  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    import batchframe
+    from batchframe.emulator import FaultPlan
+    from batchframe.progress import JobsFrame
+
+    emulator.set_faults(FaultPlan(row_server_error_rate=0.5))
+    df = pd.DataFrame({"text": [f"row {i}" for i in range(12)]})
+    job = df.llm.batch(
+        "Say {text}",
+        model="gpt-4o-mini",
+        output="o",
+        max_tokens=20,
+        client=openai_client,
+        wait=False,
+        progress=False,
+    )
+    assert isinstance(job, batchframe.BatchJob)
+    job.wait(60)
+    snap = job.status(refresh=False)
+    assert snap.state == "finished" and snap.succeeded == 12 and snap.pending == 0
+    # Read back from the store: the retries and the actual cost, not zeros and "unknown".
+    assert snap.retries_scheduled > 0
+    assert snap.actual_cost is not None and snap.actual_cost > 0
+    assert snap.savings is not None and snap.savings > 0
+    # A finished job's clock stopped when it finished.
+    time.sleep(1.1)
+    assert job.status(refresh=False).elapsed == snap.elapsed
+    text = repr(job)
+    assert "state: finished" in text and f"retries: {snap.retries_scheduled}" in text
+    assert "Done in" in text and "unknown" not in text
+    page = job._repr_html_()
+    assert job.id in page and "tex2jax_ignore" in page and "Done in" in page
+    listed = batchframe.jobs()
+    assert isinstance(listed, JobsFrame) and listed["job_id"].tolist() == [job.id]
+
+
+def test_panel_on_a_failing_job_says_what_failed_and_what_to_do(emulator) -> None:  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    import batchframe
+    from batchframe.emulator import FaultPlan
+
+    # The provider refuses the key when the batch is created: the job cannot go on.
+    refuse = {"method": "POST", "path": "/v1/batches", "status": 401, "times": None}
+    emulator.set_faults(FaultPlan(http_errors=[refuse]))
+    panel = JobPanel(min_interval=0)
+    df = pd.DataFrame({"text": ["a", "b", "c"]})
+    client = emulator.openai_client(api_key="sk-wrong", max_retries=0)
+    with pytest.raises(batchframe.BatchframeError) as caught:
+        df.llm.batch("Say {text}", model="gpt-4o-mini", client=client, progress=panel)
+    body = panel.body.value
+    assert "batchframe-state-failed" in _classes(panel)
+    assert "Failed:" in body and "What to do" in body and "run the same cell again" in body
+    assert str(caught.value)[:40] in html.unescape(body)
+    assert "sk-wrong" not in body  # the key never reaches the panel
+    assert panel.cancel_button.layout.display == "none"

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from . import jsonl
 from .errors import BudgetExceededError, InputError
@@ -281,18 +282,17 @@ class LLMAccessor:
         parts = prepared.parts()
         partial = target.with_name(f".{target.name}.partial")
         try:  # a half-written file never takes the target's name
+            all_keys = prepared.requests.column("key").combine_chunks()
+
+            def encode(start: int, stop: int) -> pa.Array:
+                keys = all_keys.slice(start, stop - start)
+                return backend.encode(
+                    prepared.spec, custom_ids(keys), [p.slice(start, stop - start) for p in parts]
+                )
+
             with partial.open("wb") as stream:
-                for start in range(0, prepared.n_requests, chunk_size):
-                    stop = min(prepared.n_requests, start + chunk_size)
-                    keys = (
-                        prepared.requests.column("key").combine_chunks().slice(start, stop - start)
-                    )
-                    lines = backend.encode(
-                        prepared.spec,
-                        custom_ids(keys),
-                        [p.slice(start, stop - start) for p in parts],
-                    )
-                    jsonl.write_lines(stream, lines)
+                # Chunks are encoded on a thread while the previous one is written.
+                jsonl.write_chunks(stream, prepared.n_requests, chunk_size, encode)
             partial.replace(target)
         except BaseException:
             partial.unlink(missing_ok=True)

@@ -9,9 +9,13 @@ separators=(",", ":"))`` would write for each row.
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import re
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Any
 
 import numpy as np
@@ -22,6 +26,8 @@ from .errors import InputError
 
 _SLOT = "\x00slot:{}\x00"
 _SLOT_RE = re.compile(r'"\\u0000slot:([^\\"]*)\\u0000"')
+# The same, inside the quotes: fill() keeps the quotes as literal text around the escaped value.
+_SLOT_INSIDE_RE = re.compile(r'(?<=")\\u0000slot:([^\\"]*)\\u0000(?=")')
 
 # JSON's mandatory escapes besides \\ and \": the control characters below U+0020.
 _CONTROL_ESCAPES = {
@@ -77,16 +83,21 @@ def _short(value: Any, limit: int = 40) -> str:
 
 def quote(values: pa.Array) -> pa.Array:
     """JSON string literals (with quotes) of every element of a string array."""
+    quote_mark = pa.scalar('"', pa.large_string())
+    return pc.binary_join_element_wise(
+        quote_mark, escape(values), quote_mark, pa.scalar("", pa.large_string())
+    )
+
+
+def escape(values: pa.Array) -> pa.Array:
+    """The inside of a JSON string literal (no quotes) for every element of a string array."""
     out: pa.Array = values.cast(pa.large_string())
     if isinstance(out, pa.ChunkedArray):
-        out = out.combine_chunks()
+        out = out.chunk(0) if out.num_chunks == 1 else out.combine_chunks()
     # Backslash first, so that the backslashes the other escapes add are not doubled.
     for char in sorted(_specials(out), key=lambda c: c != "\\"):
         out = pc.replace_substring(out, char, _ESCAPES[char])
-    quote_mark = pa.scalar('"', pa.large_string())
-    return pc.binary_join_element_wise(
-        quote_mark, out, quote_mark, pa.scalar("", pa.large_string())
-    )
+    return out
 
 
 def _specials(values: pa.Array) -> set[str]:
@@ -108,13 +119,14 @@ def _specials(values: pa.Array) -> set[str]:
 def fill(template: Any, columns: Mapping[str, pa.Array], length: int) -> pa.Array:
     """One compact JSON document per row: ``template`` with each slot replaced by a value."""
     text = dumps(template)
-    pieces = _SLOT_RE.split(text)  # literal, name, literal, name, ..., literal
+    # literal, name, literal, name, ..., literal; the quotes of each slot stay in the literals
+    pieces = _SLOT_INSIDE_RE.split(text)
     args: list[Any] = []
     for i, piece in enumerate(pieces):
         if i % 2:
             if piece not in columns:
                 raise KeyError(f"no column for slot {piece!r}")
-            args.append(quote(columns[piece]))
+            args.append(escape(columns[piece]))
         elif piece:
             args.append(pa.scalar(piece, pa.large_string()))
     if not any(isinstance(a, pa.Array) for a in args):
@@ -127,15 +139,24 @@ def fill(template: Any, columns: Mapping[str, pa.Array], length: int) -> pa.Arra
 
 def write_lines(stream: IO[bytes], lines: pa.Array) -> int:
     """Write each element followed by a newline; returns the bytes written."""
-    if len(lines) == 0:
-        return 0
+    return _write(stream, with_newlines(lines))
+
+
+def with_newlines(lines: pa.Array) -> pa.Array:
+    """The lines with a newline after each, as one array (what write_lines writes)."""
     joined = pc.binary_join_element_wise(
         lines.cast(pa.large_string()),
         pa.scalar("\n", pa.large_string()),
         pa.scalar("", pa.large_string()),
     )
     if isinstance(joined, pa.ChunkedArray):
-        joined = joined.combine_chunks()
+        joined = joined.chunk(0) if joined.num_chunks == 1 else joined.combine_chunks()
+    return joined
+
+
+def _write(stream: IO[bytes], joined: pa.Array) -> int:
+    if len(joined) == 0:
+        return 0
     offsets = joined.buffers()[1]
     data = joined.buffers()[2]
     assert offsets is not None and data is not None
@@ -143,7 +164,52 @@ def write_lines(stream: IO[bytes], lines: pa.Array) -> int:
     start, end = int(offs[joined.offset]), int(offs[joined.offset + len(joined)])
     view = memoryview(data)[start:end]
     stream.write(view)
+    del view, data, offsets, joined
+    # The chunk's temporaries are freed; hand their pages back so that writing a large file
+    # chunk by chunk does not keep growing the process's resident memory.
+    pa.default_memory_pool().release_unused()
     return end - start
+
+
+def write_chunks(
+    stream: IO[bytes],
+    count: int,
+    chunk_size: int,
+    encode: Callable[[int, int], pa.Array],
+    *,
+    workers: int | None = None,
+) -> int:
+    """Write ``encode(start, stop)`` for consecutive chunks of ``count`` rows, in order.
+
+    Chunks are encoded on a small thread pool while earlier ones are written: pyarrow, numpy
+    and the file write release the GIL, so on two or more cores encoding and writing overlap.
+    At most ``workers`` chunks are in flight. Returns the bytes written.
+    """
+    starts = range(0, count, chunk_size)
+
+    def task(start: int) -> pa.Array:
+        return with_newlines(encode(start, min(count, start + chunk_size)))
+
+    workers = min(2, os.cpu_count() or 1) if workers is None else workers
+    if workers <= 1 or len(starts) <= 1:
+        return sum(_write(stream, task(start)) for start in starts)
+    written = 0
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="batchframe-jsonl")
+    try:
+        queue: deque[Future[pa.Array]] = deque()
+        upcoming = iter(starts)
+        for start in itertools.islice(upcoming, workers):
+            queue.append(pool.submit(task, start))
+        while queue:
+            joined = queue.popleft().result()
+            following = next(upcoming, None)
+            if following is not None:
+                queue.append(pool.submit(task, following))
+            written += _write(stream, joined)
+            del joined
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return written
 
 
 def byte_lengths(lines: pa.Array) -> pa.Array:

@@ -391,14 +391,21 @@ def _reconcile(
     notes = []
     shard_keys = np.asarray(keys.to_numpy(), dtype=np.int64)
     got = np.asarray(decoded["key"].to_numpy(zero_copy_only=False), dtype=np.int64)
-    ours = np.isin(got, shard_keys)
+    # Membership and counts over the key range (keys are 0..requests-1): linear, no sorting.
+    top = int(shard_keys.max()) + 1 if len(shard_keys) else 0
+    in_shard = np.zeros(top, dtype=bool)
+    in_shard[shard_keys] = True
+    ours = (got >= 0) & (got < top)
+    ours[ours] = in_shard[got[ours]]
     if (~ours).any():
         notes.append(f"ignored {int((~ours).sum())} result line(s) with ids this shard never sent")
         decoded = decoded.filter(pa.array(ours))
         got = got[ours]
-    if len(got) != len(np.unique(got)):
-        notes.append(f"{len(got) - len(np.unique(got))} duplicated result line(s); the answer wins")
-    missing = shard_keys[~np.isin(shard_keys, got)]
+    seen = np.bincount(got, minlength=top)
+    repeats = len(got) - int(np.count_nonzero(seen))
+    if repeats:
+        notes.append(f"{repeats} duplicated result line(s); the answer wins")
+    missing = shard_keys[seen[shard_keys] == 0]
     extra: list[Row] = []
     if len(missing):
         if status.outcome == "failed":

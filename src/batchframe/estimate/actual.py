@@ -272,7 +272,8 @@ class CostSummary(Mapping[str, Any]):
             )
         caption = html.escape(f"Cost of job {self.job_id} ({self.model}, {self.state})")
         return (
-            '<table style="border-collapse:collapse;font-size:13px;">'
+            '<table class="tex2jax_ignore mathjax_ignore"'  # no LaTeX from the dollar signs
+            ' style="border-collapse:collapse;font-size:13px;">'
             f'<caption style="text-align:left;font-weight:600;padding:2px 10px;">{caption}'
             f"</caption>{''.join(out)}</table>"
         )

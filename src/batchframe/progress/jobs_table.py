@@ -13,10 +13,10 @@ from typing import Any
 
 import pandas as pd
 
-from batchframe.progress.render import STATE_COLOURS, format_usd
+from batchframe.progress.render import NO_MATH, STATE_COLOURS, format_usd
 
 _HTML_ROWS = 50  # the rich view lists the newest jobs; the frame itself holds them all
-_MESSAGE_CHARS = 80
+_MESSAGE_CHARS = 60
 
 
 def _text(value: Any) -> str:
@@ -77,10 +77,9 @@ class JobsFrame(pd.DataFrame):
             ("created", cell),
             ("state", cell),
             ("model", cell),
-            ("rows", num),
-            ("requests", num),
+            ("rows → requests", num),
             ("output", cell),
-            ("estimated cost", num),
+            ("est. cost", num),
             ("message", cell),
         ]
         header = "".join(f'<th style="{style}">{html.escape(h)}</th>' for h, style in heads)
@@ -97,14 +96,14 @@ class JobsFrame(pd.DataFrame):
             model = f"{_text(r.get('provider'))} / {_text(r.get('model'))}"
             cells = [
                 (
-                    f"<code>{html.escape(_text(r.get('job_id')))}</code>",
+                    f'<code style="white-space: nowrap;">{html.escape(_text(r.get("job_id")))}'
+                    "</code>",
                     cell + " white-space: nowrap;",
                 ),
                 (html.escape(_when(r.get("created"))), cell + " white-space: nowrap;"),
                 (badge, cell),
-                (html.escape(model), cell + " white-space: nowrap;"),
-                (f"{int(r.get('rows') or 0):,}", num),
-                (f"{int(r.get('requests') or 0):,}", num),
+                (html.escape(model), cell),
+                (f"{int(r.get('rows') or 0):,} → {int(r.get('requests') or 0):,}", num),
                 (html.escape(_text(r.get("output"))), cell),
                 (html.escape(_cost(r.get("estimated_cost"))), num),
                 (
@@ -121,7 +120,7 @@ class JobsFrame(pd.DataFrame):
                 "(this is a DataFrame: filter or slice it to see them).</p>"
             )
         return (
-            '<div style="max-width: 100%; overflow-x: auto;">'
+            f'<div class="{NO_MATH}" style="max-width: 100%; overflow-x: auto;">'
             '<table style="border-collapse: collapse; font-size: 13px;">'
             f'<caption style="text-align: left; font-weight: 600; padding: 2px 10px;">'
             f"batchframe jobs ({len(self):,}, newest first)</caption>"

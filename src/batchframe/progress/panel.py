@@ -105,11 +105,14 @@ class JobPanel:
             ),
         )
         self.widget.add_class("batchframe-panel")
+        for part in (self.body, self.note):  # dollar amounts are not LaTeX
+            part.add_class("tex2jax_ignore")
+            part.add_class("mathjax_ignore")
         if snapshot is not None:
             self._render(snapshot)
         else:
             self.body.value = (
-                f'<div style="{render._FONT} line-height: 1.5;"><b>batchframe</b> '
+                f'<div style="{render.FONT_CSS} line-height: 1.5;"><b>batchframe</b> '
                 "preparing the job…</div>"
             )
 
@@ -148,11 +151,14 @@ class JobPanel:
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         bundle: dict[str, Any] = self.widget._repr_mimebundle_(**kwargs) or {}
         # Plain-text frontends (and logs of executed notebooks) get the readable summary.
+        bundle["text/plain"] = repr(self)
+        return bundle
+
+    def __repr__(self) -> str:  # what display() prints outside a notebook
         latest = self._latest
-        bundle["text/plain"] = (
+        return (
             render.snapshot_text(latest) if latest else "batchframe: waiting for the job to start"
         )
-        return bundle
 
     def display(self) -> None:
         from IPython.display import display
@@ -211,7 +217,7 @@ class JobPanel:
                 return
             colour = f"color: {render.FAILED_COLOUR}; " if error else ""
             self.note.value = (
-                f'<div style="{render._FONT} {colour}line-height: 1.5; white-space: pre-wrap; '
+                f'<div style="{render.FONT_CSS} {colour}line-height: 1.5; white-space: pre-wrap; '
                 f'margin-top: 4px;">{html.escape(text)}</div>'
             )
 

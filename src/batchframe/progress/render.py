@@ -74,6 +74,10 @@ def format_count(n: int) -> str:
     return f"{n:,}"
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+
+
 def remote_status_text(s: JobSnapshot) -> str:
     """The providers' own status words, grouped: ``in_progress ×3, finalizing``."""
     if not s.remote_statuses:
@@ -149,9 +153,9 @@ def outcome_text(s: JobSnapshot) -> str:
     Cancelled: what was kept and what the other rows say.
     """
     if s.state == "finished":
-        rows = f"{format_count(s.rows)} rows"
+        rows = _plural(s.rows, "row")
         if s.requests != s.rows:
-            rows += f" → {format_count(s.requests)} requests"
+            rows += f" → {_plural(s.requests, 'request')}"
         text = (
             f"Done in {format_duration(s.elapsed)}: {rows}, {format_count(s.succeeded)} answered, "
             f"{format_count(s.failed)} failed. Cost {format_usd(s.actual_cost)}"
@@ -246,7 +250,7 @@ def snapshot_text(s: JobSnapshot) -> str:
 # line-height and nowrap that would otherwise spread the panel out.
 
 _MUTED = "opacity: 0.72;"
-_FONT = "font-family: var(--jp-ui-font-family, system-ui, sans-serif); font-size: 13px;"
+FONT_CSS = "font-family: var(--jp-ui-font-family, system-ui, sans-serif); font-size: 13px;"
 
 
 def badge_html(s: JobSnapshot) -> str:
@@ -330,7 +334,7 @@ def header_html(s: JobSnapshot) -> str:
 def panel_body_html(s: JobSnapshot) -> str:
     """The panel's content: header, bar, counts, details and the outcome, without a frame."""
     return (
-        f'<div style="{_FONT} line-height: 1.5; white-space: normal; color: inherit;">'
+        f'<div style="{FONT_CSS} line-height: 1.5; white-space: normal; color: inherit;">'
         f"<div>{header_html(s)}</div>"
         f'<div style="margin: 6px 0 4px 0;">{bar_html(s)}</div>'
         f"<div>{counts_html(s)}</div>"
@@ -340,10 +344,16 @@ def panel_body_html(s: JobSnapshot) -> str:
     )
 
 
+# JupyterLab typesets $...$ in HTML outputs as LaTeX: two prices in one block would turn into
+# italic maths. MathJax skips elements with these classes (pandas uses the same escape hatch).
+NO_MATH = "tex2jax_ignore mathjax_ignore"
+
+
 def snapshot_html(s: JobSnapshot) -> str:
     """The snapshot as one compact, self-contained HTML block (inline styles, no JS)."""
     colour = STATE_COLOURS.get(s.state, "#616161")
     return (
-        f'<div style="border-left: 4px solid {colour}; padding: 4px 10px; max-width: 720px;">'
+        f'<div class="{NO_MATH}" '
+        f'style="border-left: 4px solid {colour}; padding: 4px 10px; max-width: 720px;">'
         f"{panel_body_html(s)}</div>"
     )

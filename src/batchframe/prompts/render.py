@@ -45,9 +45,11 @@ def column_text(series: pd.Series) -> tuple[pa.Array, np.ndarray]:
             and np.all(np.abs(finite) < 2.0**53)
             and np.all(np.mod(finite, 1) == 0)
         ):
-            text = pd.Series(values).astype("Int64").astype("string")
-        else:
-            text = series.astype("string")
+            whole = np.where(missing, 0, values).astype(np.int64)
+            return _distinct_text(whole, missing), missing
+        if dtype == np.float64:  # float32 prints its own (shorter) way
+            return _distinct_text(values, missing), missing
+        text = series.astype("string")
     elif isinstance(dtype, pd.CategoricalDtype):
         text = series.astype("object").astype("string")
     elif pd.api.types.is_string_dtype(dtype) and not pd.api.types.is_object_dtype(dtype):
@@ -57,12 +59,27 @@ def column_text(series: pd.Series) -> tuple[pa.Array, np.ndarray]:
     elif pd.api.types.is_object_dtype(dtype):
         # Mixed objects (lists, dicts, Decimals...): str() is what a person expects to see.
         text = series.map(lambda v: v if isinstance(v, str) else str(v), na_action="ignore")
+    elif isinstance(dtype, np.dtype) and dtype.kind in "iu":
+        return _distinct_text(series.to_numpy(), missing), missing
     else:
         text = series.astype("string")
     arr = pa.array(text, type=pa.large_string(), from_pandas=True)
     if arr.null_count:
         arr = pc.fill_null(arr, "")
     return arr, missing
+
+
+def _distinct_text(values: np.ndarray, missing: np.ndarray) -> pa.Array:
+    """``astype("string")`` of numbers, formatted once per distinct value (prices, counts and
+    ids repeat), with "" where ``missing``. Floats are told apart by their bits, so 0.0 and
+    -0.0 keep their own text."""
+    keys = values.view(np.int64) if values.dtype == np.float64 else values
+    codes, uniques = pd.factorize(keys)
+    if values.dtype == np.float64:
+        uniques = np.asarray(uniques).view(np.float64)
+    texts = pa.array(pd.Series(uniques).astype("string"), type=pa.large_string(), from_pandas=True)
+    result: pa.Array = pc.fill_null(texts.take(pa.array(codes, mask=missing)), "")
+    return result
 
 
 def render(
@@ -102,8 +119,52 @@ def render(
         if len(args) == 1:
             parts.append(args[0])
         else:
-            parts.append(pc.binary_join_element_wise(*args, pa.scalar("", pa.large_string())))
+            parts.append(_join(args, n))
     return Rendered(parts=tuple(_as_array(p) for p in parts), input_errors=errors)
+
+
+_JOIN_ROWS = 65_536
+
+
+def _join(args: list[object], n: int) -> pa.Array:
+    """``binary_join_element_wise`` over ``args`` as one array, built a slice of rows at a time.
+
+    The result is written straight into one buffer of its final size, so the largest part
+    (the prompt) exists once, not as chunks plus their concatenation.
+    """
+    empty = pa.scalar("", pa.large_string())
+    arrays = [a for a in args if isinstance(a, pa.Array | pa.ChunkedArray)]
+    if n <= _JOIN_ROWS or any(a.null_count for a in arrays):
+        return _as_array(pc.binary_join_element_wise(*args, empty))
+    # Every row's length is known up front: the literals plus each value's bytes.
+    literal = sum(len(a.as_py().encode()) for a in args if isinstance(a, pa.Scalar))
+    total = literal * n + sum(int(pc.sum(pc.binary_length(a)).as_py() or 0) for a in arrays)
+    data = np.empty(total, dtype=np.uint8)
+    offsets = np.empty(n + 1, dtype=np.int64)
+    offsets[0] = 0
+    at = 0
+    for start in range(0, n, _JOIN_ROWS):
+        size = min(_JOIN_ROWS, n - start)
+        piece = pc.binary_join_element_wise(
+            *[a.slice(start, size) if isinstance(a, pa.Array | pa.ChunkedArray) else a
+              for a in args],
+            empty,
+        )
+        chunks = piece.chunks if isinstance(piece, pa.ChunkedArray) else [piece]
+        row = start
+        for chunk in chunks:
+            if not len(chunk):
+                continue
+            bounds = np.frombuffer(chunk.buffers()[1], dtype=np.int64)  # type: ignore[arg-type]
+            bounds = bounds[chunk.offset : chunk.offset + len(chunk) + 1]
+            lo, hi = int(bounds[0]), int(bounds[-1])
+            if hi > lo:
+                data[at : at + hi - lo] = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)[lo:hi]  # type: ignore[arg-type]
+            offsets[row + 1 : row + len(chunk) + 1] = bounds[1:] - lo + at
+            at += hi - lo
+            row += len(chunk)
+    assert at == total
+    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
 
 
 def _missing_errors(

@@ -16,11 +16,15 @@ The result is the same table either way; the fast path only makes it quicker.
 from __future__ import annotations
 
 import os
+import os
 import re
+import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import orjson
@@ -123,17 +127,46 @@ def decode_files(
         return rows_to_table(
             [_decode_one(raw, decode_line, retry_code) for raw in iter_lines(paths)]
         )
-    tables = []
-    for path in paths:
-        for data, size in _blocks(path):
-            table = _decode_block(data, size, fast, decode_line, retry_code)
-            if table is None:
-                lines = _block_lines(data, size)
-                table = rows_to_table([_decode_one(raw, decode_line, retry_code) for raw in lines])
-            tables.append(table)
+    # Blocks are decoded on a small thread pool (pyarrow and numpy release the GIL), while
+    # the next block is read; results are kept in file order.
+    workers = max(1, min(2, os.cpu_count() or 1))
+    free = [bytearray(BLOCK_BYTES) for _ in range(workers + 1)]
+    local = threading.local()
+
+    def decode(data: bytearray, size: int) -> pa.Table:
+        scratch = getattr(local, "scratch", None)
+        if scratch is None:
+            scratch = local.scratch = _Scratch()
+        table = _decode_block(data, size, fast, decode_line, retry_code, scratch)
+        if table is None:
+            lines = _block_lines(data, size)
+            table = rows_to_table([_decode_one(raw, decode_line, retry_code) for raw in lines])
+        return table
+
+    tables: list[pa.Table] = []
+    pending: deque[tuple[Future[pa.Table], bytearray]] = deque()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="batchframe-decode") as pool:
+
+        def collect() -> None:
+            done, buffer = pending.popleft()
+            tables.append(done.result())
+            free.append(buffer)
+
+        for path in paths:
+            with path.open("rb") as stream:
+                while True:
+                    if not free:
+                        collect()
+                    block = _read_block(stream, free.pop())
+                    if block is None:
+                        break
+                    data, size = block
+                    pending.append((pool.submit(decode, data, size), data))
+        while pending:
+            collect()
     if not tables:
         return rows_to_table([])
-    return pa.concat_tables(tables).combine_chunks()
+    return pa.concat_tables(tables)
 
 
 def _decode_one(raw: bytes, decode_line: LineDecoder, retry_code: str) -> Row:
@@ -152,51 +185,73 @@ def _decode_one(raw: bytes, decode_line: LineDecoder, retry_code: str) -> Row:
         )
 
 
-def _blocks(path: Path) -> Iterator[tuple[bytes, int]]:
-    """The file in blocks of whole lines: ``(data, size)``, the block being ``data[:size]``.
+def _read_block(stream: BinaryIO, data: bytearray) -> tuple[bytearray, int] | None:
+    """The next block of whole lines from ``stream`` into ``data``: ``(data, size)``.
 
-    The last block may lack its final newline. Bytes past ``size`` (a partial line) are read
-    again with the next block, so no block is copied.
+    The block is ``data[:size]``; a partial line at its end is left for the next block (the
+    stream is moved back to its start). The last block may lack its final newline. A line
+    longer than ``data`` gets a bigger buffer. None at the end of the stream.
     """
-    with path.open("rb") as stream:
-        while True:
-            data = stream.read(BLOCK_BYTES)
-            if not data:
-                return
-            cut = data.rfind(b"\n") + 1
-            while cut == 0 and len(data) % BLOCK_BYTES == 0:  # a line longer than a block
-                more = stream.read(BLOCK_BYTES)
-                if not more:
-                    break
-                data += more
-                cut = data.rfind(b"\n") + 1
-            if cut == 0 or cut == len(data):
-                yield data, len(data)
-                continue
-            stream.seek(cut - len(data), 1)
-            yield data, cut
+    while True:
+        position = stream.tell()
+        size = stream.readinto(data)
+        if not size:
+            return None
+        cut = data.rfind(b"\n", 0, size) + 1
+        if cut == 0 and size == len(data):  # a line longer than the buffer
+            data = bytearray(2 * len(data))
+            stream.seek(position)
+            continue
+        if 0 < cut < size:
+            stream.seek(position + cut)
+            size = cut
+        return data, size
 
 
-def _block_lines(block: bytes, size: int) -> Iterator[bytes]:
+def _block_lines(block: bytearray, size: int) -> Iterator[bytes]:
     """The non-blank lines of ``block[:size]``, each with its newline, as iter_lines yields."""
     start = 0
     while start < size:
         end = block.find(b"\n", start, size)
         end = size if end < 0 else end + 1
-        line = block[start:end]
+        line = bytes(block[start:end])
         if line.strip():
             yield line
         start = end
 
 
+class _Scratch:
+    """Boolean work arrays reused from block to block (fresh ones cost page faults)."""
+
+    def __init__(self) -> None:
+        self._a = np.zeros(0, dtype=bool)
+        self._b = np.zeros(0, dtype=bool)
+
+    def masks(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        if len(self._a) < size:
+            self._a = np.empty(size, dtype=bool)
+            self._b = np.empty(size, dtype=bool)
+        return self._a[:size], self._b[:size]
+
+
 def _decode_block(
-    block: bytes, size: int, fast: FastPath, decode_line: LineDecoder, retry_code: str
+    block: bytearray,
+    size: int,
+    fast: FastPath,
+    decode_line: LineDecoder,
+    retry_code: str,
+    scratch: _Scratch,
 ) -> pa.Table | None:
     """``block[:size]`` through the fast path, or None when it must go line by line."""
     data = np.frombuffer(block, dtype=np.uint8, count=size)
     buffer = pa.py_buffer(block).slice(0, size)
     # One pass finds the line ends and every "N" and "I" (where NaN and Infinity start).
-    marks = np.flatnonzero((data == 0x0A) | (data == 0x4E) | (data == 0x49))
+    found, other = scratch.masks(size)
+    np.equal(data, 0x0A, out=found)
+    for byte in (0x4E, 0x49):
+        np.equal(data, byte, out=other)
+        np.logical_or(found, other, out=found)
+    marks = np.flatnonzero(found)
     is_end = data[marks] == 0x0A
     ends = marks[is_end]
     if not len(ends) or ends[-1] != len(data) - 1:
@@ -238,7 +293,8 @@ def _decode_block(
         return table
     redo = np.flatnonzero(slow)
     rows = [
-        _decode_one(block[starts[i] : ends[i] + 1], decode_line, retry_code) for i in redo.tolist()
+        _decode_one(bytes(block[starts[i] : min(ends[i] + 1, size)]), decode_line, retry_code)
+        for i in redo.tolist()
     ]
     keep = np.flatnonzero(~slow)
     merged = pa.concat_tables([table.take(pa.array(keep)), rows_to_table(rows)])
@@ -257,7 +313,7 @@ def _token_starts(data: np.ndarray, candidates: np.ndarray, token: bytes) -> np.
     return found
 
 
-def _too_deep(block: bytes, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+def _too_deep(block: bytearray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """Lines that might nest deeper than orjson allows.
 
     pyarrow parsed the block, so every document in it is complete: nesting ``d`` levels
