@@ -25,8 +25,8 @@ from .errors import (
     TemplateError,
 )
 from .estimate import Estimate, set_price
-from .events import Event, JobSnapshot, Observer
 from .estimate.actual import CostSummary
+from .events import Event, JobSnapshot, Observer
 from .job import BatchJob, attach, jobs
 from .pilot import Pilot
 

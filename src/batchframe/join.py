@@ -80,7 +80,9 @@ def key_level(
     refused = ok & _valid(refusal)
     # The refusal's own words, unless the provider gave none (or only our placeholder).
     said = pc.if_else(
-        pc.fill_null(pc.is_in(refusal, pa.array(["", REFUSAL_PLACEHOLDER], pa.large_string())), False),
+        pc.fill_null(
+            pc.is_in(refusal, pa.array(["", REFUSAL_PLACEHOLDER], pa.large_string())), False
+        ),
         pa.scalar(None, pa.large_string()),
         refusal,
     )

@@ -109,7 +109,7 @@ def _specials(values: pa.Array) -> set[str]:
     offsets, data = values.buffers()[1], values.buffers()[2]
     if data is None or len(values) == 0:
         return set()
-    bounds = np.frombuffer(offsets, dtype=np.int64)  # type: ignore[arg-type]
+    bounds = np.frombuffer(offsets, dtype=np.int64)
     lo, hi = int(bounds[values.offset]), int(bounds[values.offset + len(values)])
     raw = np.frombuffer(data, dtype=np.uint8)[lo:hi]
     found = raw[(raw < 0x20) | (raw == 0x22) | (raw == 0x5C)]

@@ -146,8 +146,10 @@ def _join(args: list[object], n: int) -> pa.Array:
     for start in range(0, n, _JOIN_ROWS):
         size = min(_JOIN_ROWS, n - start)
         piece = pc.binary_join_element_wise(
-            *[a.slice(start, size) if isinstance(a, pa.Array | pa.ChunkedArray) else a
-              for a in args],
+            *[
+                a.slice(start, size) if isinstance(a, pa.Array | pa.ChunkedArray) else a
+                for a in args
+            ],
             empty,
         )
         chunks = piece.chunks if isinstance(piece, pa.ChunkedArray) else [piece]
@@ -155,11 +157,11 @@ def _join(args: list[object], n: int) -> pa.Array:
         for chunk in chunks:
             if not len(chunk):
                 continue
-            bounds = np.frombuffer(chunk.buffers()[1], dtype=np.int64)  # type: ignore[arg-type]
+            bounds = np.frombuffer(chunk.buffers()[1], dtype=np.int64)
             bounds = bounds[chunk.offset : chunk.offset + len(chunk) + 1]
             lo, hi = int(bounds[0]), int(bounds[-1])
             if hi > lo:
-                data[at : at + hi - lo] = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)[lo:hi]  # type: ignore[arg-type]
+                data[at : at + hi - lo] = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)[lo:hi]
             offsets[row + 1 : row + len(chunk) + 1] = bounds[1:] - lo + at
             at += hi - lo
             row += len(chunk)
