@@ -31,17 +31,98 @@ SYSTEM = "You write concise, factual product copy."
 MODEL = "gpt-4o-mini"
 MAX_TOKENS = 512  # above the emulator's echoed answers, so none is cut off
 
-_WORDS = (
-    "soft durable premium lightweight waterproof ergonomic classic compact wireless stainless "
-    "organic handmade vintage modern portable rechargeable adjustable breathable cotton leather "
-    "bamboo ceramic steel oak walnut glass silicone wool linen café naïve crème déjà-vu "
-    '"pro" "max" 5½-inch 10\\20 kitchen garden travel office outdoor studio everyday gift set '
-    "of 2 with case and a spare part for daily use at home or work 日本製 한정판 ✓"
-).split()
-_BRANDS = ["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay", "Stark & Sons",
-           "Wayne's", "Müller", "東京堂", 'The "Best" Co', "Back\\slash Ltd"]
-_CATEGORIES = ["Kitchen", "Garden", "Office", "Outdoor", "Toys", "Apparel", "Audio",
-               "Home/Decor", "Tools", "Beauty"]
+_WORDS = [
+    "soft",
+    "durable",
+    "premium",
+    "lightweight",
+    "waterproof",
+    "ergonomic",
+    "classic",
+    "compact",
+    "wireless",
+    "stainless",
+    "organic",
+    "handmade",
+    "vintage",
+    "modern",
+    "portable",
+    "rechargeable",
+    "adjustable",
+    "breathable",
+    "cotton",
+    "leather",
+    "bamboo",
+    "ceramic",
+    "steel",
+    "oak",
+    "walnut",
+    "glass",
+    "silicone",
+    "wool",
+    "linen",
+    "café",
+    "naïve",
+    "crème",
+    "déjà-vu",
+    '"pro"',
+    '"max"',
+    "5½-inch",
+    "10\\20",
+    "kitchen",
+    "garden",
+    "travel",
+    "office",
+    "outdoor",
+    "studio",
+    "everyday",
+    "gift",
+    "set",
+    "of",
+    "2",
+    "with",
+    "case",
+    "and",
+    "a",
+    "spare",
+    "part",
+    "for",
+    "daily",
+    "use",
+    "at",
+    "home",
+    "or",
+    "work",
+    "日本製",
+    "한정판",
+    "✓",
+]
+_BRANDS = [
+    "Acme",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Hooli",
+    "Vandelay",
+    "Stark & Sons",
+    "Wayne's",
+    "Müller",
+    "東京堂",
+    'The "Best" Co',
+    "Back\\slash Ltd",
+]
+_CATEGORIES = [
+    "Kitchen",
+    "Garden",
+    "Office",
+    "Outdoor",
+    "Toys",
+    "Apparel",
+    "Audio",
+    "Home/Decor",
+    "Tools",
+    "Beauty",
+]
 
 
 def default_dir() -> Path:
@@ -82,8 +163,9 @@ def catalog(n: int, seed: int = 0) -> pd.DataFrame:
         {
             "sku": sku,
             "name": name,
-            "brand": pa.array(np.array(_BRANDS, dtype=object)[rng.integers(0, len(_BRANDS), n)],
-                              pa.large_string()),
+            "brand": pa.array(
+                np.array(_BRANDS, dtype=object)[rng.integers(0, len(_BRANDS), n)], pa.large_string()
+            ),
             "category": pa.array(
                 np.array(_CATEGORIES, dtype=object)[rng.integers(0, len(_CATEGORIES), n)],
                 pa.large_string(),
@@ -93,8 +175,11 @@ def catalog(n: int, seed: int = 0) -> pd.DataFrame:
             "description": _column_of_words(rng, n, 18, 40),
         }
     )
-    return table.to_pandas(types_mapper=lambda t: pd.StringDtype("pyarrow", na_value=np.nan)
-                           if pa.types.is_large_string(t) else None)
+    return table.to_pandas(
+        types_mapper=lambda t: (
+            pd.StringDtype("pyarrow", na_value=np.nan) if pa.types.is_large_string(t) else None
+        )
+    )
 
 
 def catalog_path(n: int, folder: Path | None = None) -> Path:
@@ -119,7 +204,7 @@ _ANSWERS = [
     'Compact and light: the "travel" edition you wanted.',
     "Crafted from oak and steel; built to last — naïve café style.",
     "日本製の高品質な製品です。",
-    "Backslash \\ and quotes \" survive the round trip.",
+    'Backslash \\ and quotes " survive the round trip.',
 ]
 
 
@@ -133,8 +218,12 @@ def _ok_line(k: int, rnd: np.random.Generator) -> str:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": answer, "refusal": None,
-                            "annotations": []},
+                "message": {
+                    "role": "assistant",
+                    "content": answer,
+                    "refusal": None,
+                    "annotations": [],
+                },
                 "logprobs": None,
                 "finish_reason": "stop",
             }
@@ -144,16 +233,22 @@ def _ok_line(k: int, rnd: np.random.Generator) -> str:
             "completion_tokens": 12 + k % 9,
             "total_tokens": 92 + k % 40 + k % 9,
             "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-                                          "accepted_prediction_tokens": 0,
-                                          "rejected_prediction_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": 0,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
         },
         "service_tier": "default",
         "system_fingerprint": "fp_eca0ce8298",
     }
-    line = {"id": f"batch_req_{k:032x}", "custom_id": f"r{k}",
-            "response": {"status_code": 200, "request_id": f"{k:032x}", "body": body},
-            "error": None}
+    line = {
+        "id": f"batch_req_{k:032x}",
+        "custom_id": f"r{k}",
+        "response": {"status_code": 200, "request_id": f"{k:032x}", "body": body},
+        "error": None,
+    }
     return json.dumps(line)
 
 
@@ -161,17 +256,35 @@ def _error_line(k: int, status: int) -> str:
     if status == 0:
         response = {"status_code": 0, "request_id": "", "body": {}}
     elif status == 400:
-        response = {"status_code": 400, "request_id": f"{k:032x}", "body": {"error": {
-            "message": "Unsupported parameter: 'max_tokens' is not supported with this model. "
-                       "Use 'max_completion_tokens' instead.",
-            "type": "invalid_request_error", "param": "max_tokens",
-            "code": "unsupported_parameter"}}}
+        response = {
+            "status_code": 400,
+            "request_id": f"{k:032x}",
+            "body": {
+                "error": {
+                    "message": "Unsupported parameter: 'max_tokens' is not supported with "
+                    "this model. Use 'max_completion_tokens' instead.",
+                    "type": "invalid_request_error",
+                    "param": "max_tokens",
+                    "code": "unsupported_parameter",
+                }
+            },
+        }
     else:
-        response = {"status_code": status, "request_id": f"{k:032x}", "body": {"error": {
-            "message": "The server had an error while processing your request.",
-            "type": "server_error", "param": None, "code": None}}}
-    return json.dumps({"id": f"batch_req_{k:032x}", "custom_id": f"r{k}", "response": response,
-                       "error": None})
+        response = {
+            "status_code": status,
+            "request_id": f"{k:032x}",
+            "body": {
+                "error": {
+                    "message": "The server had an error while processing your request.",
+                    "type": "server_error",
+                    "param": None,
+                    "code": None,
+                }
+            },
+        }
+    return json.dumps(
+        {"id": f"batch_req_{k:032x}", "custom_id": f"r{k}", "response": response, "error": None}
+    )
 
 
 def result_paths(n: int, folder: Path | None = None) -> list[Path]:

@@ -187,7 +187,9 @@ def joined_baseline(frame: pd.DataFrame, paths: list[Path]) -> pd.DataFrame:
                     answers[custom_id] = body["choices"][0]["message"]["content"]
                 else:
                     error = body.get("error") or record.get("error") or {}
-                    errors[custom_id] = error.get("message") or f"HTTP {response.get('status_code')}"
+                    errors[custom_id] = (
+                        error.get("message") or f"HTTP {response.get('status_code')}"
+                    )
     ids = [f"r{i}" for i in range(len(frame))]
     out = frame.copy()
     out["output"] = [answers.get(i) for i in ids]
@@ -238,14 +240,19 @@ def e2e_baseline(frame: pd.DataFrame, base_url: str, work: Path) -> dict[str, An
                     "max_tokens": data.MAX_TOKENS,
                     "temperature": 0,
                 }
-                request = {"custom_id": f"r{i}", "method": "POST",
-                           "url": "/v1/chat/completions", "body": body}
+                request = {
+                    "custom_id": f"r{i}",
+                    "method": "POST",
+                    "url": "/v1/chat/completions",
+                    "body": body,
+                }
                 stream.write(json.dumps(request) + "\n")
         with path.open("rb") as stream:
             uploaded = client.files.create(file=stream, purpose="batch")
         batches.append(
             client.batches.create(
-                input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                input_file_id=uploaded.id,
+                endpoint="/v1/chat/completions",
                 completion_window="24h",
             ).id
         )
@@ -283,9 +290,13 @@ def environment() -> dict[str, Any]:
     import pyarrow
     import tiktoken
 
-    versions = {"python": platform.python_version(), "pandas": pd.__version__,
-                "pyarrow": pyarrow.__version__, "numpy": np.__version__,
-                "tiktoken": tiktoken.__version__}
+    versions = {
+        "python": platform.python_version(),
+        "pandas": pd.__version__,
+        "pyarrow": pyarrow.__version__,
+        "numpy": np.__version__,
+        "tiktoken": tiktoken.__version__,
+    }
     try:
         from importlib.metadata import version
 

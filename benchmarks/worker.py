@@ -19,8 +19,10 @@ from .measure import run_and_report
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("stage", choices=["prepare", "tokens", "tokens_count", "tokenizer_batch",
-                                          "parse_join", "e2e"])
+    parser.add_argument(
+        "stage",
+        choices=["prepare", "tokens", "tokens_count", "tokenizer_batch", "parse_join", "e2e"],
+    )
     parser.add_argument("impl", choices=["batchframe", "baseline"])
     parser.add_argument("rows", type=int)
     parser.add_argument("--data-dir", type=Path, default=None)
@@ -34,9 +36,9 @@ def main() -> None:
     frame = data.load_catalog(args.rows, args.data_dir)
     if args.impl == "batchframe":
         # Imports are a one-off per session, not part of any stage.
-        import batchframe  # noqa: F401
-        import batchframe.join  # noqa: F401
-        import batchframe.providers.openai  # noqa: F401
+        import batchframe
+        import batchframe.join
+        import batchframe.providers.openai
     job: Any
     if args.stage == "prepare":
         path = work / f"{args.impl}.jsonl"
@@ -46,7 +48,7 @@ def main() -> None:
         enc = stages.encoding()
         enc.encode_ordinary("warm up")
         if args.impl == "batchframe":
-            import batchframe  # noqa: F401  (import cost is not the stage's)
+            import batchframe
 
             job = lambda: stages.tokens_batchframe(frame)  # noqa: E731
         else:
@@ -66,8 +68,8 @@ def main() -> None:
     elif args.stage == "parse_join":
         paths = data.result_paths(args.rows, args.data_dir)
         if args.impl == "batchframe":
-            import batchframe.join  # noqa: F401
-            import batchframe.providers.openai  # noqa: F401
+            import batchframe.join
+            import batchframe.providers.openai
 
             job = lambda: stages.parse_join_batchframe(frame, paths, work)  # noqa: E731
         else:

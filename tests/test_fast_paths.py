@@ -51,9 +51,11 @@ ERROR = {"message": "bad", "type": "invalid_request_error", "param": None, "code
 # Each a complete line (bytes, without the newline): tidy ones and every odd one we know of.
 ODD_LINES: list[bytes] = [
     json.dumps(chat("r0")).encode(),
-    json.dumps(chat("r1", content="naïve \"quoted\" \\ 日本語 🙂\n")).encode(),
+    json.dumps(chat("r1", content='naïve "quoted" \\ 日本語 🙂\n')).encode(),
     json.dumps(chat("r2", content="")).encode(),
-    json.dumps(chat("r3", content=None, message={"tool_calls": [{"function": {"arguments": "{}"}}]})).encode(),
+    json.dumps(
+        chat("r3", content=None, message={"tool_calls": [{"function": {"arguments": "{}"}}]})
+    ).encode(),
     json.dumps(chat("r4", content=None, message={"tool_calls": []})).encode(),
     json.dumps(chat("r5", content=None, message={"refusal": "no"})).encode(),
     json.dumps(chat("r6", choices=[])).encode(),
@@ -75,9 +77,23 @@ ODD_LINES: list[bytes] = [
     json.dumps(failed("r17", 0)).encode(),
     json.dumps(failed("r18", -3)).encode(),
     json.dumps(failed("r19", 302, ERROR)).encode(),
-    json.dumps({"custom_id": "r20", "response": {"status_code": 0, "request_id": "", "body": {}}, "error": None}).encode(),
-    json.dumps({"custom_id": "r21", "response": None, "error": {"code": "batch_expired", "message": "expired"}}).encode(),
-    json.dumps({"custom_id": "r22", "response": None, "error": {"code": "", "message": ""}}).encode(),
+    json.dumps(
+        {
+            "custom_id": "r20",
+            "response": {"status_code": 0, "request_id": "", "body": {}},
+            "error": None,
+        }
+    ).encode(),
+    json.dumps(
+        {
+            "custom_id": "r21",
+            "response": None,
+            "error": {"code": "batch_expired", "message": "expired"},
+        }
+    ).encode(),
+    json.dumps(
+        {"custom_id": "r22", "response": None, "error": {"code": "", "message": ""}}
+    ).encode(),
     json.dumps({"custom_id": "r23", "response": None, "error": None}).encode(),
     json.dumps({"custom_id": "r24"}).encode(),
     json.dumps({"custom_id": "r25", "response": {}}).encode(),
@@ -86,9 +102,31 @@ ODD_LINES: list[bytes] = [
     json.dumps({"custom_id": None, "response": {"status_code": 200, "body": {}}}).encode(),
     json.dumps({"response": {"status_code": 200, "body": {}}}).encode(),
     json.dumps({"custom_id": "r28", "response": {"status_code": 200, "body": None}}).encode(),
-    json.dumps({"custom_id": "r29", "response": {"status_code": 200, "body": {"object": "response", "output": [{"type": "message", "content": [{"type": "output_text", "text": "hi"}]}], "usage": {"input_tokens": 3, "output_tokens": 1}}}}).encode(),
-    json.dumps({"custom_id": "r30", "response": {"status_code": 200, "body": {"output": None, "choices": [{"message": {"content": "x"}}]}}}).encode(),
-    json.dumps(chat("r31", content="the word \"output\" inside an answer")).encode(),
+    json.dumps(
+        {
+            "custom_id": "r29",
+            "response": {
+                "status_code": 200,
+                "body": {
+                    "object": "response",
+                    "output": [
+                        {"type": "message", "content": [{"type": "output_text", "text": "hi"}]}
+                    ],
+                    "usage": {"input_tokens": 3, "output_tokens": 1},
+                },
+            },
+        }
+    ).encode(),
+    json.dumps(
+        {
+            "custom_id": "r30",
+            "response": {
+                "status_code": 200,
+                "body": {"output": None, "choices": [{"message": {"content": "x"}}]},
+            },
+        }
+    ).encode(),
+    json.dumps(chat("r31", content='the word "output" inside an answer')).encode(),
     json.dumps(chat("r32", content="NaN and Infinity as words")).encode(),
     json.dumps(chat("r33")).encode().replace(b'"chatcmpl-1"', b"NaN"),
     json.dumps(chat("r34")).encode().replace(b'"chatcmpl-1"', b"-Infinity"),
@@ -100,7 +138,9 @@ ODD_LINES: list[bytes] = [
     json.dumps(failed("r38", 200.0)).encode(),
     json.dumps(chat("r39", content=["a", "list"])).encode(),
     json.dumps(chat("r40", content={"re": "serialised null"})).encode(),
-    json.dumps({"custom_id": "r41", "response": {"status_code": 500, "body": {"error": {}}}, "error": {}}).encode(),
+    json.dumps(
+        {"custom_id": "r41", "response": {"status_code": 500, "body": {"error": {}}}, "error": {}}
+    ).encode(),
     json.dumps(chat("r42", usage={"prompt_tokens": True})).encode(),
     json.dumps(chat("r43", usage={"prompt_tokens": 2**70})).encode(),
     b'{"custom_id": "r44", "custom_id": "r45", "response": null}',
@@ -155,14 +195,20 @@ def test_retry_statuses_agree() -> None:
     assert set(RETRY_STATUS) | {0} == openai._RETRY_STATUS
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     picks=st.lists(st.integers(0, len(ODD_LINES) - 1), min_size=1, max_size=40),
     block=st.sampled_from([64, 300, 4096, 1 << 20]),
     final_newline=st.booleans(),
 )
 def test_random_mixes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, picks: list[int], block: int, final_newline: bool
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    picks: list[int],
+    block: int,
+    final_newline: bool,
 ) -> None:
     monkeypatch.setattr(decode, "BLOCK_BYTES", block)
     both(tmp_path, [[ODD_LINES[i] for i in picks]], final_newline=final_newline)

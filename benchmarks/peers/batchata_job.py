@@ -1,4 +1,6 @@
-"""The benchmark job through batchata: ``.venv-peers/bin/python -m benchmarks.peers.batchata_job ROWS BASE_URL WORK``.
+"""The benchmark job through batchata (run in .venv-peers).
+
+``.venv-peers/bin/python -m benchmarks.peers.batchata_job ROWS BASE_URL WORK``
 
 batchata builds its own ``OpenAI()`` client, which reads OPENAI_BASE_URL, so the job runs
 against the same emulator. It polls every 5 seconds (fixed), so its wall time is dominated by
@@ -26,12 +28,17 @@ def main() -> None:
     def job() -> dict[str, object]:
         batch = Batch(
             results_dir=str(work / "results"), max_parallel_batches=2, items_per_batch=50_000
-        ).set_default_params(model="gpt-4o-mini-2024-07-18", temperature=0,
-                             max_tokens=data.MAX_TOKENS)
+        ).set_default_params(
+            model="gpt-4o-mini-2024-07-18", temperature=0, max_tokens=data.MAX_TOKENS
+        )
         for row in frame.to_dict("records"):
             user = data.TEMPLATE.format(**row)
-            batch.add_job(messages=[{"role": "system", "content": data.SYSTEM},
-                                    {"role": "user", "content": user}])
+            batch.add_job(
+                messages=[
+                    {"role": "system", "content": data.SYSTEM},
+                    {"role": "user", "content": user},
+                ]
+            )
         run = batch.run()
         by_id = {r.job_id: r.raw_response for r in run.results()["completed"]}
         out = frame.copy()

@@ -1,4 +1,6 @@
-"""The benchmark job through bespokelabs-curator: ``.venv-peers/bin/python -m benchmarks.peers.curator_job ROWS BASE_URL WORK``.
+"""The benchmark job through bespokelabs-curator (run in .venv-peers).
+
+``.venv-peers/bin/python -m benchmarks.peers.curator_job ROWS BASE_URL WORK``
 
 Curator's OpenAI batch backend accepts a base URL, so the job runs against the same emulator
 as batchframe's. Measured: from the frame to a frame with the answers joined on, the way its
@@ -27,9 +29,9 @@ def main() -> None:
         LITELLM_LOCAL_MODEL_COST_MAP="True",
     )
     import openai.resources.files as files
+    from bespokelabs import curator
     from datasets import Dataset, disable_progress_bars
 
-    from bespokelabs import curator
     from benchmarks import data
     from benchmarks.measure import run_and_report
 

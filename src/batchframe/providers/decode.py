@@ -15,7 +15,7 @@ The result is the same table either way; the fast path only makes it quicker.
 
 from __future__ import annotations
 
-import os
+import io
 import os
 import re
 import threading
@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import orjson
@@ -130,7 +130,9 @@ def decode_files(
     # Blocks are decoded on a small thread pool (pyarrow and numpy release the GIL), while
     # the next block is read; results are kept in file order.
     workers = max(1, min(2, os.cpu_count() or 1))
-    free = [bytearray(BLOCK_BYTES) for _ in range(workers + 1)]
+    if sum(path.stat().st_size for path in paths) <= BLOCK_BYTES:
+        workers = 1  # one block or so: a pool would only add its start-up
+    free = [bytearray(min(BLOCK_BYTES, _largest(paths) + 1)) for _ in range(workers + 1)]
     local = threading.local()
 
     def decode(data: bytearray, size: int) -> pa.Table:
@@ -145,7 +147,7 @@ def decode_files(
 
     tables: list[pa.Table] = []
     pending: deque[tuple[Future[pa.Table], bytearray]] = deque()
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="batchframe-decode") as pool:
+    with _Pool(workers) as pool:
 
         def collect() -> None:
             done, buffer = pending.popleft()
@@ -157,8 +159,10 @@ def decode_files(
                 while True:
                     if not free:
                         collect()
-                    block = _read_block(stream, free.pop())
+                    buffer = free.pop()
+                    block = _read_block(stream, buffer)
                     if block is None:
+                        free.append(buffer)
                         break
                     data, size = block
                     pending.append((pool.submit(decode, data, size), data))
@@ -185,7 +189,29 @@ def _decode_one(raw: bytes, decode_line: LineDecoder, retry_code: str) -> Row:
         )
 
 
-def _read_block(stream: BinaryIO, data: bytearray) -> tuple[bytearray, int] | None:
+def _largest(paths: Sequence[Path]) -> int:
+    return max((path.stat().st_size for path in paths), default=0)
+
+
+class _Pool(ThreadPoolExecutor):
+    """A thread pool, or with one worker a plain call in the caller's thread."""
+
+    def __init__(self, workers: int) -> None:
+        super().__init__(max_workers=workers, thread_name_prefix="batchframe-decode")
+        self._inline = workers == 1
+
+    def submit(self, fn, /, *args, **kwargs):
+        if not self._inline:
+            return super().submit(fn, *args, **kwargs)
+        done: Future[Any] = Future()
+        try:
+            done.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            done.set_exception(exc)
+        return done
+
+
+def _read_block(stream: io.BufferedReader, data: bytearray) -> tuple[bytearray, int] | None:
     """The next block of whole lines from ``stream`` into ``data``: ``(data, size)``.
 
     The block is ``data[:size]``; a partial line at its end is left for the next block (the

@@ -170,9 +170,7 @@ def decode_table(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
             _field(usage, "completion_tokens_details", "reasoning_tokens")
         ),
     }
-    arrays = [
-        pc.cast(columns[field.name], field.type) for field in RESULT_SCHEMA
-    ]
+    arrays = [pc.cast(columns[field.name], field.type) for field in RESULT_SCHEMA]
     return pa.Table.from_arrays(arrays, schema=RESULT_SCHEMA), slow
 
 
