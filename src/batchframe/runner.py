@@ -469,25 +469,6 @@ def _costs(model: str, settled: Settled | None) -> tuple[float | None, float | N
     return total_costs(model, None if settled is None else settled.table)
 
 
-def usage_cost(
-    price: Any, input_tokens: Any, output_tokens: Any, cached_tokens: Any, cache_write_tokens: Any
-) -> Any:
-    """Realtime USD for token counts (scalars or arrays); multiply by batch_discount for batch.
-
-    ``input_tokens`` counts every prompt token, the ``cached_tokens`` read from the prompt cache
-    and the ``cache_write_tokens`` written to it included (providers normalise to this).
-    Cache writes are priced at the 5-minute write rate (the input rate when none is known).
-    """
-    write_rate = price.cache_write_5m if price.cache_write_5m is not None else price.input
-    plain = np.maximum(input_tokens - cached_tokens - cache_write_tokens, 0)
-    return (
-        plain * price.input
-        + cached_tokens * price.cached_rate
-        + cache_write_tokens * write_rate
-        + output_tokens * price.output
-    ) * 1e-6
-
-
 def build_snapshot(
     store: Store,
     job: JobRecord,
