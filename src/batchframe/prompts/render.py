@@ -101,8 +101,7 @@ def render(
                 f"Column {name!r} appears more than once in the frame; rename the duplicates "
                 "so the placeholder is unambiguous."
             )
-        text, missing_by_column[name] = column_text(series)
-        texts[name] = text.cast(pa.large_string())  # one string width for the join kernel
+        texts[name], missing_by_column[name] = column_text(series)
 
     errors = _missing_errors(frame, missing_by_column, on_missing, n)
     parts = []
