@@ -28,7 +28,12 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--work-dir", type=Path, default=None)
     parser.add_argument("--base-url", default=None)
+    parser.add_argument(
+        "--chunk-rows", type=int, default=None, help="BATCHFRAME_CHUNK_ROWS for this run"
+    )
     args = parser.parse_args()
+    if args.chunk_rows:
+        os.environ["BATCHFRAME_CHUNK_ROWS"] = str(args.chunk_rows)
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="bench-"))
     work.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("BATCHFRAME_PROGRESS", "off")

@@ -102,6 +102,8 @@ def test_report_has_every_stage(bench_dir: Path, tmp_path: Path) -> None:
             str(ROWS),
             "--e2e-rows",
             str(ROWS),
+            "--scale-rows",
+            str(ROWS),
             "--repeats",
             "1",
             "--no-peers",
@@ -120,5 +122,6 @@ def test_report_has_every_stage(bench_dir: Path, tmp_path: Path) -> None:
     assert "joined answers identical: yes" in text
     report = json.loads((out / "results.json").read_text())
     stages_seen = {row["stage"] for row in report["summary"]}
-    assert {"prepare", "tokens", "parse_join", "tokens_vs_tokenizer", "e2e"} <= stages_seen
+    assert {"prepare", "tokens", "parse_join", "tokens_vs_tokenizer", "e2e", "scale"} <= stages_seen
+    assert f"Scale: `to_jsonl` of {ROWS:,} catalog rows" in text
     assert not [r for r in report["runs"] if "error" in r]

@@ -51,23 +51,46 @@ def test_ids_that_are_not_ours_map_to_minus_one(junk: str | None) -> None:
 prompt_text = st.text(alphabet='ab{}"\n é', max_size=3)
 
 
-@given(st.lists(st.tuples(prompt_text, prompt_text), min_size=1, max_size=40))
+@given(
+    st.lists(st.tuples(prompt_text, prompt_text), min_size=1, max_size=40),
+    st.integers(min_value=1, max_value=45),
+)
 @settings(max_examples=200, deadline=None)
-def test_identical_prompts_share_a_key(rows: list[tuple[str, str]]) -> None:
+def test_identical_prompts_share_a_key(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[str, str]], chunk_rows: int
+) -> None:
     frame = pd.DataFrame(rows, columns=["a", "b"])
     templates = [parse("{a}", frame.columns), parse("{b}", frame.columns)]
     spec = RequestSpec(provider="openai", model="m", roles=("system", "user"))
-    prepared = prepare(frame, spec, templates, labels={"a": "a", "b": "b"}, on_missing="raise")
 
+    def prepared_in(chunk: int):  # type: ignore[no-untyped-def]
+        return prepare(
+            frame,
+            spec,
+            templates,
+            labels={"a": "a", "b": "b"},
+            on_missing="raise",
+            chunk_rows=chunk,
+            spill_dir=tmp_path_factory.mktemp("staging"),
+        )
+
+    prepared = prepared_in(chunk_rows)
     keys = prepared.row_keys
     distinct = list(dict.fromkeys(rows))
     assert prepared.n_requests == len(distinct)
-    # Keys number distinct requests in order of first appearance.
+    # Keys number distinct requests in order of first appearance, across chunks too.
     assert keys.tolist() == [distinct.index(r) for r in rows]
-    assert prepared.requests.column("key").to_pylist() == list(range(len(distinct)))
+    batches = list(prepared.requests.batches())
+    assert [k for b in batches for k in b.column(0).to_pylist()] == list(range(len(distinct)))
     # Each row's key leads back to exactly its own rendered parts.
-    parts = [p.take(pa.array(keys)).to_pylist() for p in prepared.parts()]
+    parts = [p.to_pylist() for p in prepared.requests.take(keys)]
     assert list(zip(*parts, strict=True)) == rows
+    # Chunking changes how the work is done, never what the job is.
+    whole = prepared_in(len(rows))
+    assert not whole.requests.spilled
+    assert prepared.requests.spilled == (chunk_rows < len(rows))
+    assert prepared.fingerprint == whole.fingerprint
+    assert prepared.text_bytes == whole.text_bytes
 
 
 def test_dedupe_false_gives_every_row_its_own_key() -> None:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 
-from . import jsonl
+from . import jsonl, settings
 from .errors import BudgetExceededError, InputError
 from .estimate import Estimate
 from .estimate.requests import estimate_prepared
@@ -85,7 +85,16 @@ class LLMAccessor:
         name = infer_provider(model, provider)
         backend = make_provider(name, client)
         prepared = self._prepare(
-            template, system, backend, model, params, endpoint, response_format, on_missing, dedupe
+            template,
+            system,
+            backend,
+            model,
+            params,
+            endpoint,
+            response_format,
+            on_missing,
+            dedupe,
+            home,
         )
 
         if pilot is not None:
@@ -226,7 +235,16 @@ class LLMAccessor:
         response_format, schema_model = response_format_for(choices, schema, prefix)
         backend = make_provider(infer_provider(model, provider), client)
         prepared = self._prepare(
-            template, system, backend, model, params, endpoint, response_format, on_missing, dedupe
+            template,
+            system,
+            backend,
+            model,
+            params,
+            endpoint,
+            response_format,
+            on_missing,
+            dedupe,
+            home,
         )
         store = open_store(home)
         existing = None if fresh else store.find_job(prepared.fingerprint)
@@ -279,24 +297,19 @@ class LLMAccessor:
             template, system, backend, model, params, endpoint, response_format, on_missing, dedupe
         )
         target = Path(path)
-        parts = prepared.parts()
         partial = target.with_name(f".{target.name}.partial")
         try:  # a half-written file never takes the target's name
-            all_keys = prepared.requests.column("key").combine_chunks()
-
-            def encode(start: int, stop: int) -> pa.Array:
-                keys = all_keys.slice(start, stop - start)
-                return backend.encode(
-                    prepared.spec, custom_ids(keys), [p.slice(start, stop - start) for p in parts]
-                )
-
             with partial.open("wb") as stream:
-                # Chunks are encoded on a thread while the previous one is written.
-                jsonl.write_chunks(stream, prepared.n_requests, chunk_size, encode)
+                for batch in prepared.requests.batches():
+                    jsonl.write_chunks(
+                        stream, batch.num_rows, chunk_size, _batch_encoder(backend, prepared, batch)
+                    )
             partial.replace(target)
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
+        finally:
+            prepared.requests.discard()
         return target
 
     # -- internals --------------------------------------------------------------------------
@@ -312,6 +325,7 @@ class LLMAccessor:
         response_format: ResponseFormat | None,
         on_missing: OnMissing,
         dedupe: bool,
+        home: str | Path | None = None,
     ) -> Prepared:
         frame = self._frame
         if not isinstance(frame, pd.DataFrame):
@@ -339,7 +353,15 @@ class LLMAccessor:
                 response_format=response_format,
             )
         )
-        return prepare(frame, spec, templates, labels=labels, on_missing=on_missing, dedupe=dedupe)
+        return prepare(
+            frame,
+            spec,
+            templates,
+            labels=labels,
+            on_missing=on_missing,
+            dedupe=dedupe,
+            spill_dir=settings.home(home) / "staging",
+        )
 
     def _estimate(self, prepared: Prepared, backend: Provider) -> Estimate:
         return estimate_prepared(prepared, backend)
@@ -353,6 +375,25 @@ class LLMAccessor:
             for name in t.columns:
                 seen.setdefault(labels.get(name, name), None)
         return list(seen)
+
+
+def _batch_encoder(
+    backend: Provider, prepared: Prepared, batch: pa.RecordBatch
+) -> Callable[[int, int], pa.Array]:
+    """Encode rows ``start:stop`` of a batch of requests (jsonl.write_chunks runs it on a
+    thread while the previous chunk is written)."""
+    keys = batch.column(0)
+    parts = batch.columns[1:]
+
+    def encode(start: int, stop: int) -> pa.Array:
+        size = stop - start
+        return backend.encode(
+            prepared.spec,
+            custom_ids(keys.slice(start, size)),
+            [p.slice(start, size) for p in parts],
+        )
+
+    return encode
 
 
 def _templates(

@@ -143,17 +143,17 @@ class PilotStore:
             stored = {p: r for p, r in stored.items() if r.get("fate") == OK}
         if not stored or prepared.n_requests == 0:
             return {}
-        parts = prepared.parts()
-        joined = _joined(parts)
         wanted = pa.array([_SEP.join(p) for p in stored], type=pa.large_string())
-        candidates = np.flatnonzero(
-            np.asarray(pc.is_in(joined, value_set=wanted).to_numpy(zero_copy_only=False))
-        )
         out: dict[int, dict[str, Any]] = {}
-        for key in candidates.tolist():
-            exact = tuple(p[key].as_py() for p in parts)
-            if exact in stored:
-                out[key] = stored[exact]
+        for batch in prepared.requests.batches():
+            parts = batch.columns[1:]
+            hits = pc.is_in(_joined(parts), value_set=wanted)
+            candidates = np.flatnonzero(np.asarray(hits.to_numpy(zero_copy_only=False)))
+            keys = batch.column(0)
+            for i in candidates.tolist():
+                exact = tuple(p[i].as_py() for p in parts)  # the separator may occur in text
+                if exact in stored:
+                    out[int(keys[i].as_py())] = stored[exact]
         return out
 
 
@@ -399,16 +399,17 @@ def run_pilot(
         )
 
     results = {k: known[k] for k in keys.tolist() if k in known}
-    parts = prepared.parts()
     spec = prepared.spec
     if len(todo):
         bodies = request_bodies(prepared, provider, todo)
+        taken = prepared.requests.take(todo)
+        texts = {key: [p[i].as_py() for p in taken] for i, key in enumerate(todo.tolist())}
         _ = provider.client  # fail fast on a missing key, before any thread starts
 
         def call(item: tuple[int, dict[str, Any]]) -> tuple[int, dict[str, Any]]:
             key, body = item
             row = _row_dict(_send(provider, spec, key, body))
-            store.append(spec, [p[key].as_py() for p in parts], row)
+            store.append(spec, texts[key], row)
             return key, row
 
         workers = min(concurrency, len(todo))

@@ -21,12 +21,14 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from . import jsonl
+from . import jsonl, settings
 from .errors import RequestTooLargeError
 from .prompts.build import Prepared, custom_ids
+from .prompts.distinct import REQUESTS_FILE, DistinctRequests
 from .providers.base import Limits, Provider
-from .records import RequestSpec, part_name
+from .records import RequestSpec
 from .store import JobRecord, ShardRecord, Store, atomic_writer, private_dir, write_parquet
 from .store.files import write_bytes
 
@@ -53,7 +55,7 @@ def write_shards(
     folder: Path,
     provider: Provider,
     spec: RequestSpec,
-    requests: pa.Table,
+    requests: DistinctRequests,
     keys: np.ndarray,
     *,
     first_number: int = 0,
@@ -62,50 +64,68 @@ def write_shards(
     describe: Callable[[int], str] | None = None,
     chunk: int = ENCODE_CHUNK,
 ) -> list[ShardFile]:
-    """Encode the requests with ``keys`` and stream them into shard files within limits.
+    """Encode the requests ``keys`` and stream them into shard files within limits.
 
-    Lines are encoded ``chunk`` requests at a time and appended to the open shard until the
-    provider's (or the caller's lower) request or byte cap would be passed, so memory stays
-    bounded by one chunk however many rows the job has. A request larger than the byte cap
-    raises RequestTooLargeError naming its row (``describe``); the caller discards the folder.
+    The requests are read a batch at a time and encoded ``chunk`` at a time, each line
+    appended to the open shard until the provider's (or the caller's lower) request or byte
+    cap would be passed, so memory stays bounded by one batch however many rows the job has.
+    A request larger than the byte cap raises RequestTooLargeError naming its row
+    (``describe``); the caller discards the folder.
     """
     limits: Limits = provider.limits
     byte_cap = min(limits.max_bytes, max_bytes or limits.max_bytes)
     request_cap = min(limits.max_requests, max_requests or limits.max_requests)
-    columns = [requests.column(part_name(i)) for i in range(len(spec.roles))]
+    wanted = np.unique(np.asarray(keys, dtype=np.int64))
     writer = _ShardWriter(folder, first_number)
     try:
-        for begin in range(0, len(keys), chunk):
-            chunk_keys = keys[begin : begin + chunk]
-            take = pa.array(chunk_keys)
-            parts = [column.take(take).combine_chunks() for column in columns]
-            lines = provider.encode(spec, custom_ids(chunk_keys), parts)
-            sizes = np.asarray(
-                jsonl.byte_lengths(lines).to_numpy(zero_copy_only=False), dtype=np.int64
-            )
-            _refuse_oversized(sizes, chunk_keys, byte_cap, limits, provider.name, describe)
-            cumulative = np.cumsum(sizes)
-            position = 0
-            while position < len(chunk_keys):
-                base = int(cumulative[position - 1]) if position else 0
-                room = byte_cap - writer.bytes
-                fits = int(np.searchsorted(cumulative, base + room, side="right")) - position
-                count = min(fits, request_cap - writer.requests, len(chunk_keys) - position)
-                if count <= 0:
-                    writer.close()  # full: the next line opens a new shard
-                    continue
-                writer.append(
-                    lines.slice(position, count),
-                    chunk_keys[position : position + count],
-                    base_bytes=int(cumulative[position + count - 1]) - base,
+        for batch in requests.batches():
+            if not batch.num_rows or not len(wanted):
+                continue
+            first = int(batch.column(0)[0].as_py())
+            lo, hi = np.searchsorted(wanted, [first, first + batch.num_rows])
+            for begin in range(int(lo), int(hi), chunk):
+                chunk_keys = wanted[begin : min(begin + chunk, int(hi))]
+                take = pa.array(chunk_keys - first)
+                parts = [batch.column(i + 1).take(take) for i in range(len(spec.roles))]
+                lines = provider.encode(spec, custom_ids(chunk_keys), parts)
+                sizes = np.asarray(
+                    jsonl.byte_lengths(lines).to_numpy(zero_copy_only=False), dtype=np.int64
                 )
-                position += count
-                if writer.requests >= request_cap:
-                    writer.close()
+                _refuse_oversized(sizes, chunk_keys, byte_cap, limits, provider.name, describe)
+                _append_lines(writer, lines, sizes, chunk_keys, byte_cap, request_cap)
         writer.close()
     finally:
         writer.abandon()
     return writer.written
+
+
+def _append_lines(
+    writer: _ShardWriter,
+    lines: pa.Array,
+    sizes: np.ndarray,
+    keys: np.ndarray,
+    byte_cap: int,
+    request_cap: int,
+) -> None:
+    """Append encoded lines to the open shard, opening new ones as caps are reached."""
+    cumulative = np.cumsum(sizes)
+    position = 0
+    while position < len(keys):
+        base = int(cumulative[position - 1]) if position else 0
+        room = byte_cap - writer.bytes
+        fits = int(np.searchsorted(cumulative, base + room, side="right")) - position
+        count = min(fits, request_cap - writer.requests, len(keys) - position)
+        if count <= 0:
+            writer.close()  # full: the next line opens a new shard
+            continue
+        writer.append(
+            lines.slice(position, count),
+            keys[position : position + count],
+            base_bytes=int(cumulative[position + count - 1]) - base,
+        )
+        position += count
+        if writer.requests >= request_cap:
+            writer.close()
 
 
 class _ShardWriter:
@@ -243,7 +263,7 @@ def create_job(
         folder / "rows.parquet",
         pa.table({"key": pa.array(prepared.row_keys), "input_error": prepared.input_errors}),
     )
-    write_parquet(folder / "requests.parquet", prepared.requests)
+    prepared.requests.save(folder / REQUESTS_FILE)
     if answered is not None and answered.num_rows:
         write_parquet(private_dir(folder / "results") / "pilot.parquet", answered)
     if estimate is not None:
@@ -292,11 +312,19 @@ _ARROW_REFUSALS = (
 )
 
 
+# Rows converted to Arrow at once when the frame is kept: one slice's copy, not the frame's.
+FRAME_SLICE_ROWS = 262_144
+
+
 def _write_frame(path: Path, frame: pd.DataFrame) -> None:
     """Keep the input frame so attach() can rebuild results in another process.
 
-    Columns pyarrow cannot store (arbitrary Python objects) are kept as their text.
+    Written a slice of rows at a time. Columns pyarrow cannot store (arbitrary Python objects)
+    are kept as their text; such a frame, or one whose slices disagree on a column's type,
+    is converted whole.
     """
+    if _write_frame_in_slices(path, frame):
+        return
     try:
         table = pa.Table.from_pandas(frame, preserve_index=True)
     except _ARROW_REFUSALS:
@@ -316,6 +344,30 @@ def _write_frame(path: Path, frame: pd.DataFrame) -> None:
             safe.index = safe.index.map(str)
             table = pa.Table.from_pandas(safe, preserve_index=True)
     write_parquet(path, table)
+
+
+def _write_frame_in_slices(path: Path, frame: pd.DataFrame) -> bool:
+    """Write ``frame`` slice by slice with one schema; False (nothing written) if a slice
+    cannot be converted or disagrees with the first one's types."""
+    try:
+        with atomic_writer(path) as stream:
+            writer: pq.ParquetWriter | None = None
+            schema: pa.Schema | None = None
+            try:
+                step = min(FRAME_SLICE_ROWS, settings.chunk_rows())
+                for begin in range(0, max(len(frame), 1), step):
+                    piece = frame.iloc[begin : begin + step]
+                    table = pa.Table.from_pandas(piece, preserve_index=True, schema=schema)
+                    if writer is None:
+                        schema = table.schema
+                        writer = pq.ParquetWriter(stream, schema, compression="zstd")
+                    writer.write_table(table)
+            finally:
+                if writer is not None:
+                    writer.close()
+    except _ARROW_REFUSALS:
+        return False
+    return True
 
 
 def _row_namer(frame: pd.DataFrame, row_keys: np.ndarray) -> Callable[[int], str]:

@@ -32,6 +32,7 @@ from .estimate.actual import total_costs
 from .events import Event, EventKind, JobSnapshot, Observer
 from .outcomes import PENDING, Settled, load_results, settle
 from .planner import planned_shard, write_shards
+from .prompts.distinct import REQUESTS_FILE, DistinctRequests
 from .providers.base import Provider, RemoteStatus
 from .providers.decode import Row, rows_to_table
 from .records import FAILED, OK, RETRY, RequestSpec
@@ -293,7 +294,9 @@ class Runner:
             if len(keys) == 1:
                 return []
             max_requests = (len(keys) + 1) // 2
-        requests = read_parquet(self.folder / "requests.parquet")
+        requests = DistinctRequests.open(
+            self.folder / REQUESTS_FILE, len(self.spec.roles), self.job.requests
+        )
         next_no = max(s.shard for s in existing) + 1
         written = write_shards(
             self.folder / "shards",

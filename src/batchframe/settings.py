@@ -14,6 +14,9 @@ DEFAULT_HOME = Path("~/.batchframe")
 DEFAULT_POLL_INTERVAL = 30.0
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_MAX_IN_FLIGHT = 8
+# Rows rendered at once: a frame longer than this is prepared chunk by chunk with its rendered
+# requests spilled to disk, so memory holds one chunk of prompts, not the job's.
+DEFAULT_CHUNK_ROWS = 1_048_576
 
 
 def home(value: str | os.PathLike[str] | None = None) -> Path:
@@ -31,36 +34,37 @@ def poll_interval(value: float | None = None) -> float:
 
 def max_attempts(value: int | None = None) -> int:
     """How many times a retryable row is submitted at most (first try included)."""
-    raw = value if value is not None else os.environ.get("BATCHFRAME_MAX_ATTEMPTS")
-    if raw is None:
-        return DEFAULT_MAX_ATTEMPTS
-    try:
-        attempts = int(raw)
-    except (TypeError, ValueError):
-        attempts = 0
-    if attempts < 1:
-        raise ConfigurationError(
-            f"max_attempts must be a whole number of at least 1, got {raw!r} "
-            "(keyword max_attempts= or BATCHFRAME_MAX_ATTEMPTS)."
-        )
-    return attempts
+    return _positive_int(
+        value, "BATCHFRAME_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, "max_attempts", "keyword "
+    )
 
 
 def max_in_flight(value: int | None = None) -> int:
     """How many shards may be running remotely at once."""
-    raw = value if value is not None else os.environ.get("BATCHFRAME_MAX_IN_FLIGHT")
-    if raw is None:
-        return DEFAULT_MAX_IN_FLIGHT
+    return _positive_int(
+        value, "BATCHFRAME_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT, "max_in_flight", "keyword "
+    )
+
+
+def chunk_rows(value: int | None = None) -> int:
+    """Rows rendered at once: ``chunk_rows`` > ``BATCHFRAME_CHUNK_ROWS`` > 1,048,576."""
+    return _positive_int(value, "BATCHFRAME_CHUNK_ROWS", DEFAULT_CHUNK_ROWS, "chunk_rows", "")
+
+
+def _positive_int(value: int | None, env: str, default: int, name: str, keyword: str) -> int:
+    raw: object = value if value is not None else os.environ.get(env)
+    if raw is None or raw == "":
+        return default
     try:
-        n = int(raw)
+        number = int(raw)  # type: ignore[call-overload]
     except (TypeError, ValueError):
-        n = 0
-    if n < 1:
+        number = 0
+    if number < 1:
+        where = f"{keyword}{name}= or {env}" if keyword else env
         raise ConfigurationError(
-            f"max_in_flight must be a whole number of at least 1, got {raw!r} "
-            "(keyword max_in_flight= or BATCHFRAME_MAX_IN_FLIGHT)."
+            f"{name} must be a whole number of at least 1, got {raw!r} ({where})."
         )
-    return n
+    return number
 
 
 def _positive_float(value: float | None, env: str, default: float, keyword: str) -> float:

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 import pandas as pd
-import pyarrow as pa
 
 from ..errors import InputError
 from .actual import result_costs
@@ -85,7 +84,7 @@ def _shards(prepared: Prepared, provider: Any, to_send: int) -> int:
     if to_send == 0:
         return 0
     limits = provider.limits
-    text_bytes = sum(int(p.nbytes) for p in prepared.parts())
+    text_bytes = prepared.text_bytes
     # Scale the text bytes to the requests still to send (a pilot takes a few out).
     text_bytes = math.ceil(text_bytes * to_send / max(prepared.n_requests, 1))
     return max(
@@ -94,10 +93,30 @@ def _shards(prepared: Prepared, provider: Any, to_send: int) -> int:
 
 
 def _samples(prepared: Prepared, keys: np.ndarray) -> tuple[str, ...]:
-    parts = prepared.parts()
+    parts = prepared.requests.take(keys[:_SAMPLES])
     return tuple(
-        "\n".join(f"[{role}] {p[int(k)].as_py()}" for role, p in zip(prepared.spec.roles, parts))
-        for k in keys[:_SAMPLES]
+        "\n".join(f"[{role}] {p[i].as_py()}" for role, p in zip(prepared.spec.roles, parts))
+        for i in range(min(len(keys), _SAMPLES))
+    )
+
+
+def _count_tokens(prepared: Prepared) -> TokenCount:
+    """Offline input tokens of every request, counted a batch of requests at a time."""
+    counts: list[TokenCount] = []
+    for batch in prepared.requests.batches():
+        parts = [batch.column(i + 1) for i in range(len(prepared.spec.roles))]
+        messages = list(zip(prepared.spec.roles, parts))
+        counts.append(count_chat_tokens(prepared.spec.model, messages, n=batch.num_rows))
+    if len(counts) == 1:
+        return counts[0]
+    per_request = np.concatenate([c.per_request for c in counts])
+    return TokenCount(
+        per_request=per_request,
+        total=int(per_request.sum()),
+        encoding=counts[0].encoding,
+        exact=counts[0].exact,
+        relative_error=counts[0].relative_error,
+        method=counts[0].method,
     )
 
 
@@ -120,8 +139,7 @@ def request_bodies(prepared: Prepared, provider: Any, keys: np.ndarray) -> list[
     """The request bodies (what the realtime endpoint takes) of the requests ``keys``."""
     from ..prompts.build import custom_ids
 
-    take = pa.array(keys, type=pa.int64())
-    parts = [p.take(take) for p in prepared.parts()]
+    parts = prepared.requests.take(keys)
     lines = provider.encode(prepared.spec, custom_ids(keys), parts)
     out = []
     for line in lines.to_pylist():
@@ -239,8 +257,7 @@ def estimate_prepared(
     spec = prepared.spec
     n = prepared.n_requests
     model = spec.model
-    parts = prepared.parts()
-    counted = count_chat_tokens(model, list(zip(spec.roles, parts)), n=n)
+    counted = _count_tokens(prepared)
     max_out = max_output_of(spec.params)
 
     answered = np.zeros(0, dtype=np.int64)

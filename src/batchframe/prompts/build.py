@@ -8,18 +8,26 @@ datetimes, arbitrary strings) round-trips untouched, and ids always match Anthro
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import secrets
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .. import settings
 from ..records import RequestSpec, part_name
-from .render import OnMissing, render
+from ..store.files import private_dir
+from .distinct import DistinctRequests, RequestsWriter, requests_schema
+from .render import OnMissing, Rendered, refuse_missing, render
 from .template import Template
 
 
@@ -28,10 +36,11 @@ class Prepared:
     """The distinct requests of a job and how rows map onto them."""
 
     spec: RequestSpec
-    requests: pa.Table  # "key" + one column per message part, one row per distinct request
+    requests: DistinctRequests  # "key" + one column per message part, one row per request
     row_keys: np.ndarray  # int64, one per input row; -1 where the row has an input error
     input_errors: pa.Array  # large_string per row, null where the row is fine
     fingerprint: str
+    text_bytes: int  # message text over all distinct requests (sizes the shard estimate)
 
     @property
     def rows(self) -> int:
@@ -39,10 +48,7 @@ class Prepared:
 
     @property
     def n_requests(self) -> int:
-        return self.requests.num_rows
-
-    def parts(self) -> list[pa.Array]:
-        return [_one_array(self.requests.column(part_name(i))) for i in range(len(self.spec.roles))]
+        return len(self.requests)
 
 
 def _one_array(column: pa.ChunkedArray) -> pa.Array:
@@ -85,26 +91,134 @@ def prepare(
     labels: Mapping[str, object],
     on_missing: OnMissing,
     dedupe: bool = True,
+    chunk_rows: int | None = None,
+    spill_dir: Path | None = None,
 ) -> Prepared:
-    rendered = render(frame, tuple(templates), labels=labels, on_missing=on_missing)
+    """Render, deduplicate and key the requests of ``frame``, ``chunk_rows`` rows at a time.
+
+    A frame of one chunk keeps its requests in memory. A larger one appends each chunk's new
+    requests to a file in ``spill_dir`` (default: the store's ``staging`` folder), so memory
+    holds one chunk of rendered text, not the job's.
+    """
     n = len(frame)
+    step = settings.chunk_rows(chunk_rows)
+    templates = tuple(templates)
+    if on_missing == "raise":
+        refuse_missing(frame, templates, labels)  # counted over the whole frame, not a chunk
+    row_keys = np.full(n, -1, dtype=np.int64)
+    errors: list[pa.Array] = []
+    digest = _RequestDigest(len(spec.roles))
+    seen = _SeenRequests() if dedupe and n > step else None
+    sink = _Sink(len(spec.roles), spill=n > step, folder=spill_dir)
+    try:
+        for begin in range(0, n, step):
+            chunk = frame.iloc[begin : begin + step]
+            rendered = render(chunk, templates, labels=labels, on_missing=on_missing)
+            errors.append(rendered.input_errors)
+            new, chunk_keys = _chunk_requests(rendered, len(sink), dedupe=dedupe, seen=seen)
+            row_keys[begin : begin + len(chunk)] = chunk_keys
+            digest.add(new)
+            sink.add(new)
+        requests = sink.finish()
+    except BaseException:
+        sink.abandon()
+        raise
+    input_errors = _one_array(pa.chunked_array(errors, type=pa.large_string()))
+    fingerprint = digest.fingerprint(spec, row_keys, input_errors, frame.index)
+    return Prepared(spec, requests, row_keys, input_errors, fingerprint, digest.text_bytes)
+
+
+def _chunk_requests(
+    rendered: Rendered, next_key: int, *, dedupe: bool, seen: _SeenRequests | None
+) -> tuple[pa.Table, np.ndarray]:
+    """A chunk's requests not seen in earlier chunks (keyed from ``next_key``), and the key
+    of each of the chunk's rows (-1 where the row has an input error)."""
+    m = len(rendered.input_errors)
     sendable = np.asarray(rendered.input_errors.is_null().to_numpy(zero_copy_only=False))
     positions = np.flatnonzero(sendable)
-    parts = [p.take(pa.array(positions)) if len(positions) < n else p for p in rendered.parts]
-
-    codes = _request_codes(parts, len(positions)) if dedupe else np.arange(len(positions))
+    parts = [p.take(pa.array(positions)) if len(positions) < m else p for p in rendered.parts]
+    hashes = None
+    if not dedupe:
+        codes = np.arange(len(positions))
+    elif seen is None:
+        codes = _request_codes(parts, len(positions))  # exact: compares the text itself
+    else:
+        # Across chunks requests are matched by their hashes; within the chunk too, so the
+        # text is hashed once.
+        hashes = _request_hashes(parts)
+        codes = _hash_codes(*hashes)
     first = _first_occurrence(codes)
-    row_keys = np.full(n, -1, dtype=np.int64)
-    row_keys[positions] = codes
-    columns: dict[str, pa.Array] = {"key": pa.array(np.arange(len(first), dtype=np.int64))}
-    # Every sendable row distinct (first == 0, 1, 2, ...): the parts are the requests as
-    # they are, without a copy.
+    # Every sendable row distinct (first == 0, 1, 2, ...): the parts are the requests as they
+    # are, without a copy.
     take = None if len(first) == len(positions) else pa.array(first)
-    for i, part in enumerate(parts):
-        columns[part_name(i)] = part if take is None else part.take(take)
-    requests = pa.table(columns)
-    fingerprint = _fingerprint(spec, requests, row_keys, rendered.input_errors, frame.index)
-    return Prepared(spec, requests, row_keys, rendered.input_errors, fingerprint)
+    distinct = [part if take is None else part.take(take) for part in parts]
+    columns = {part_name(i): part for i, part in enumerate(distinct)}
+    if seen is None:
+        key_of_code = np.arange(next_key, next_key + len(first), dtype=np.int64)
+        table = pa.table({"key": pa.array(key_of_code), **columns})
+    else:
+        assert hashes is not None
+        h1, h2 = (h if take is None else h[first] for h in hashes)
+        key_of_code, is_new = seen.assign(h1, h2, next_key=next_key)
+        table = pa.table({"key": pa.array(key_of_code), **columns})
+        if not is_new.all():
+            table = table.take(pa.array(np.flatnonzero(is_new)))
+    row_keys = np.full(m, -1, dtype=np.int64)
+    row_keys[positions] = key_of_code[codes]
+    return table, row_keys
+
+
+class _Sink:
+    """Where a job's new requests go: an in-memory table, or a spill file when large."""
+
+    def __init__(self, n_parts: int, *, spill: bool, folder: Path | None) -> None:
+        self.n_parts = n_parts
+        self._tables: list[pa.Table] = []
+        self._writer: RequestsWriter | None = None
+        self._rows = 0
+        if spill:
+            staging = private_dir(folder if folder is not None else settings.home() / "staging")
+            _sweep(staging)
+            path = staging / f"requests-{os.getpid()}-{secrets.token_hex(4)}.arrow"
+            self._writer = RequestsWriter(path, n_parts)
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def add(self, table: pa.Table) -> None:
+        self._rows += table.num_rows
+        if self._writer is not None:
+            self._writer.write(table)
+        else:
+            self._tables.append(table)
+
+    def finish(self) -> DistinctRequests:
+        if self._writer is None:
+            table = pa.concat_tables(self._tables) if self._tables else _empty(self.n_parts)
+            return DistinctRequests.in_memory(table)
+        self._writer.close()
+        return DistinctRequests(self.n_parts, self._rows, path=self._writer.path, owned=True)
+
+    def abandon(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            self._writer.path.unlink(missing_ok=True)
+
+
+def _sweep(staging: Path) -> None:
+    """Remove spill files left by processes that died while preparing."""
+    for path in staging.glob("requests-*-*.arrow"):
+        try:
+            os.kill(int(path.name.split("-")[1]), 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+        except (ValueError, PermissionError, OSError):
+            continue
+
+
+def _empty(n_parts: int) -> pa.Table:
+    return requests_schema(n_parts).empty_table()
 
 
 def _request_codes(parts: list[pa.Array], n: int) -> np.ndarray:
@@ -173,31 +287,150 @@ def _first_occurrence(codes: np.ndarray) -> np.ndarray:
     return first
 
 
-def _fingerprint(
-    spec: RequestSpec,
-    requests: pa.Table,
-    row_keys: np.ndarray,
-    input_errors: pa.Array,
-    index: pd.Index,
-) -> str:
-    """A digest of everything that makes a job the same job: spec, requests, rows, index."""
-    h = hashlib.sha256()
-    h.update(json.dumps(spec.to_json(), sort_keys=True, default=str).encode())
-    for name in requests.column_names[1:]:
-        arr = _one_array(requests.column(name))
-        h.update(np.asarray(pc.binary_length(arr).to_numpy(zero_copy_only=False)).tobytes())
-        for chunk in [arr.cast(pa.large_binary())]:
-            data = chunk.buffers()[2]
-            if data is not None:
-                offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64)
-                lo, hi = int(offsets[chunk.offset]), int(offsets[chunk.offset + len(chunk)])
-                h.update(memoryview(data)[lo:hi])
-    h.update(row_keys.tobytes())
-    h.update(np.asarray(input_errors.is_null().to_numpy(zero_copy_only=False)).tobytes())
-    try:
-        labels = pd.util.hash_pandas_object(index, index=False)
-    except (TypeError, ValueError):  # mixed objects (tuples beside ints...): hash their reprs
-        labels = pd.util.hash_pandas_object(index.map(repr), index=False)
-    h.update(labels.to_numpy().tobytes())
-    h.update(repr(list(index.names)).encode())
-    return h.hexdigest()
+# --- across chunks ------------------------------------------------------------------------------
+#
+# Within a chunk requests are told apart exactly (their bytes). Across chunks each distinct
+# request is remembered by two 64-bit hashes of its parts, so the index costs 24 bytes a
+# request instead of its text: Python's keyed SipHash (random per process) and a CRC-32 with
+# the byte length. Two different requests merge only if both collide: about 2**-96 a pair.
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # odd: multiplying by it permutes uint64
+
+
+def _request_hashes(parts: Sequence[pa.Array]) -> tuple[np.ndarray, np.ndarray]:
+    """Two independent 64-bit hashes of each request (the tuple of its parts)."""
+    n = len(parts[0]) if parts else 0
+    h1 = np.zeros(n, dtype=np.uint64)
+    h2 = np.zeros(n, dtype=np.uint64)
+    for part in parts:
+        p1, p2 = _value_hashes(part)
+        h1 = h1 * _MIX + p1
+        h2 = h2 * _MIX + p2
+    return h1, h2
+
+
+def _value_hashes(part: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    mostly_distinct = len(part) <= _SAMPLE_ROWS or (
+        pc.count_distinct(part.slice(0, _SAMPLE_ROWS)).as_py() > _SAMPLE_ROWS // 2
+    )
+    indices = None
+    values = part
+    if not mostly_distinct:  # a system prompt, a label: hash each distinct value once
+        encoded = pc.dictionary_encode(part)
+        values, indices = encoded.dictionary, encoded.indices
+    data = values.cast(pa.large_binary())
+    h1 = np.empty(len(data), dtype=np.uint64)
+    h2 = np.empty(len(data), dtype=np.uint64)
+    step = max(1, min(len(data), _HASH_BLOCK_BYTES * len(data) // max(1, data.nbytes)))
+    for start in range(0, len(data), step):
+        block = data.slice(start, step).to_pylist()
+        stop = start + len(block)
+        h1[start:stop] = np.fromiter(map(hash, block), dtype=np.int64, count=len(block)).view(
+            np.uint64
+        )
+        h2[start:stop] = np.fromiter(map(zlib.crc32, block), dtype=np.uint64, count=len(block))
+    lengths = np.asarray(pc.binary_length(data).to_numpy(zero_copy_only=False), dtype=np.uint64)
+    h2 |= lengths << np.uint64(32)
+    if indices is not None:
+        at = np.asarray(indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+        return h1[at], h2[at]
+    return h1, h2
+
+
+def _hash_codes(h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
+    """Codes numbering distinct (h1, h2) pairs in order of first appearance."""
+    codes, _ = pd.factorize(h1, sort=False)
+    codes = codes.astype(np.int64)
+    if np.array_equal(h2, h2[_first_occurrence(codes)[codes]]):
+        return codes
+    # Some h1 is shared by different requests (a 64-bit collision): number the pairs.
+    pairs, _ = pd.factorize(pd.MultiIndex.from_arrays([h1, h2]), sort=False)
+    return np.asarray(pairs, dtype=np.int64)
+
+
+class _SeenRequests:
+    """Hashes of the requests of earlier chunks, sorted, with their keys."""
+
+    def __init__(self) -> None:
+        self.h1 = np.zeros(0, dtype=np.uint64)
+        self.h2 = np.zeros(0, dtype=np.uint64)
+        self.keys = np.zeros(0, dtype=np.int64)
+
+    def assign(
+        self, h1: np.ndarray, h2: np.ndarray, *, next_key: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The key of each of a chunk's distinct requests (an earlier one's, or a new one from
+        ``next_key`` in order), and which are new. The new ones are remembered."""
+        keys = np.full(len(h1), -1, dtype=np.int64)
+        # Sorted queries walk the index once instead of jumping around it.
+        order = np.argsort(h1)
+        at = np.empty(len(h1), dtype=np.int64)
+        at[order] = np.searchsorted(self.h1, h1[order])
+        candidates = np.flatnonzero(at < len(self.h1))
+        candidates = candidates[self.h1[at[candidates]] == h1[candidates]]
+        first_hit = self.h2[at[candidates]] == h2[candidates]
+        keys[candidates[first_hit]] = self.keys[at[candidates[first_hit]]]
+        for i in candidates[~first_hit].tolist():
+            # A 64-bit collision of h1 alone (or a run of them): walk the entries sharing it.
+            j = int(at[i]) + 1
+            while j < len(self.h1) and self.h1[j] == h1[i]:
+                if self.h2[j] == h2[i]:
+                    keys[i] = self.keys[j]
+                    break
+                j += 1
+        is_new = keys < 0
+        keys[is_new] = np.arange(next_key, next_key + int(is_new.sum()), dtype=np.int64)
+        self._insert(h1[is_new], h2[is_new], keys[is_new])
+        return keys, is_new
+
+    def _insert(self, h1: np.ndarray, h2: np.ndarray, keys: np.ndarray) -> None:
+        order = np.argsort(h1, kind="stable")
+        h1, h2, keys = h1[order], h2[order], keys[order]
+        at = np.searchsorted(self.h1, h1, side="right")
+        self.h1 = np.insert(self.h1, at, h1)
+        self.h2 = np.insert(self.h2, at, h2)
+        self.keys = np.insert(self.keys, at, keys)
+
+
+class _RequestDigest:
+    """A running digest of the requests in key order, the same however they were chunked:
+    one SHA-256 of each part's lengths and one of its bytes, fed as requests are added."""
+
+    def __init__(self, n_parts: int) -> None:
+        self._lengths = [hashlib.sha256() for _ in range(n_parts)]
+        self._bytes = [hashlib.sha256() for _ in range(n_parts)]
+        self.text_bytes = 0
+
+    def add(self, requests: pa.Table) -> None:
+        for i, (lengths, data) in enumerate(zip(self._lengths, self._bytes, strict=True)):
+            arr = _one_array(requests.column(part_name(i))).cast(pa.large_binary())
+            sizes = np.asarray(pc.binary_length(arr).to_numpy(zero_copy_only=False), np.int64)
+            lengths.update(sizes.tobytes())
+            buffer = arr.buffers()[2]
+            if buffer is not None and len(arr):
+                offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)
+                lo, hi = int(offsets[arr.offset]), int(offsets[arr.offset + len(arr)])
+                data.update(memoryview(buffer)[lo:hi])
+                self.text_bytes += hi - lo
+
+    def fingerprint(
+        self,
+        spec: RequestSpec,
+        row_keys: np.ndarray,
+        input_errors: pa.Array,
+        index: pd.Index,
+    ) -> str:
+        """A digest of everything that makes a job the same job: spec, requests, rows, index."""
+        h = hashlib.sha256()
+        h.update(json.dumps(spec.to_json(), sort_keys=True, default=str).encode())
+        for lengths, data in zip(self._lengths, self._bytes, strict=True):
+            h.update(lengths.digest())
+            h.update(data.digest())
+        h.update(row_keys.tobytes())
+        h.update(np.asarray(input_errors.is_null().to_numpy(zero_copy_only=False)).tobytes())
+        try:
+            labels = pd.util.hash_pandas_object(index, index=False)
+        except (TypeError, ValueError):  # mixed objects (tuples beside ints...): their reprs
+            labels = pd.util.hash_pandas_object(index.map(repr), index=False)
+        h.update(labels.to_numpy().tobytes())
+        h.update(repr(list(index.names)).encode())
+        return h.hexdigest()

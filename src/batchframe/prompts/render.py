@@ -168,6 +168,30 @@ def _join(args: list[object], n: int) -> pa.Array:
     return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
 
 
+def refuse_missing(
+    frame: pd.DataFrame, templates: tuple[Template, ...], labels: Mapping[str, object]
+) -> None:
+    """on_missing='raise': name the first referenced column with a missing value, counted over
+    the whole frame (a chunked render sees one chunk at a time)."""
+    masks = {}
+    for name in sorted({name for t in templates for name in t.columns}):
+        series = frame[labels[name]]
+        if isinstance(series, pd.Series):  # a duplicated label is refused by render()
+            masks[name] = series.isna().to_numpy(dtype=bool, na_value=True)
+    _raise_missing(frame.index, masks)
+
+
+def _raise_missing(index: pd.Index, missing_by_column: Mapping[str, np.ndarray]) -> None:
+    for name, mask in missing_by_column.items():
+        if mask.any():
+            pos = int(np.argmax(mask))
+            raise InputError(
+                f"Column {name!r} has {int(mask.sum()):,} missing value(s), the first at "
+                f"row {index[pos]!r}. Fill them, drop those rows, or pass "
+                "on_missing='row_error' (error those rows) or 'empty' (render as '')."
+            )
+
+
 def _missing_errors(
     frame: pd.DataFrame,
     missing_by_column: dict[str, np.ndarray],
@@ -180,14 +204,7 @@ def _missing_errors(
     if on_missing == "empty" or not any_missing.any():
         return pa.nulls(n, pa.large_string())
     if on_missing == "raise":
-        for name, mask in missing_by_column.items():
-            if mask.any():
-                pos = int(np.argmax(mask))
-                raise InputError(
-                    f"Column {name!r} has {int(mask.sum()):,} missing value(s), the first at "
-                    f"row {frame.index[pos]!r}. Fill them, drop those rows, or pass "
-                    "on_missing='row_error' (error those rows) or 'empty' (render as '')."
-                )
+        _raise_missing(frame.index, missing_by_column)
     # One message per combination of missing columns, built column-wise, not row by row.
     names = pd.Series(np.full(n, "", dtype=object))
     count = np.zeros(n, dtype=np.int64)

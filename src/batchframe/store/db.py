@@ -6,7 +6,7 @@ Layout under ``BATCHFRAME_HOME``::
     jobs/<job id>/
         frame.parquet       the input frame, so attach() can rebuild the result anywhere
         rows.parquet        row position -> request key, and per-row input errors
-        requests.parquet    the distinct requests (rendered message parts)
+        requests.arrow      the distinct requests (rendered message parts)
         shards/<n>.jsonl    the exact lines uploaded for shard n
         shards/<n>.keys.parquet   the request keys in shard n
         downloads/<n>/      output and error files as downloaded
