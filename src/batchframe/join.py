@@ -55,16 +55,10 @@ def key_level(
     for the keys it concerns and all are gathered into one column at the end.
     """
     index = pd.RangeIndex(n_requests, name="key")
-    winners = settled.arrow if settled.arrow is not None else _arrow_of(settled.table)
-    found = _key_positions(winners, n_requests)
 
     def column(name: str, kind: pa.DataType) -> pa.Array:
-        if name not in winners.column_names:
-            return pa.nulls(n_requests, kind)
-        values = winners[name].take(found)
-        if isinstance(values, pa.ChunkedArray):
-            values = values.combine_chunks()
-        return values.cast(kind)
+        values = settled.by_key(name)
+        return pa.nulls(n_requests, kind) if values is None else values.cast(kind)
 
     fate = column("fate", pa.string())
     text = column("text", pa.large_string())
@@ -94,12 +88,12 @@ def key_level(
     empty = ok & ~refused & ~truncated & ~filtered & no_text
     usable = ok & ~refused & ~truncated & ~filtered & ~empty
 
+    # Usually only usable answers have text: then the text column is already the answers.
+    answers = text
+    if (~usable & _valid(text)).any():
+        answers = pc.if_else(pa.array(usable), text, pa.scalar(None, pa.large_string()))
     values, parse_errors = parse_answers(
-        _strings(
-            pc.if_else(pa.array(usable), text, pa.scalar(None, pa.large_string())),
-            index,
-            name="text",
-        ),
+        _strings(answers, index, name="text"),
         response_format,
         columns.output,
         prefix=prefix,
@@ -167,23 +161,6 @@ def key_level(
         name="text",
     )
     return values, error, raw
-
-
-def _arrow_of(table: pd.DataFrame) -> pa.Table:
-    """A settled pandas table (indexed by key) as Arrow, for callers that build one by hand."""
-    frame = table.reset_index()
-    return pa.Table.from_pandas(frame, preserve_index=False)
-
-
-def _key_positions(winners: pa.Table, n_requests: int) -> pa.Array:
-    """For each key 0..n-1, the row of ``winners`` that holds it (null where none does)."""
-    keys = np.asarray(
-        pc.fill_null(winners["key"], -1).to_numpy(zero_copy_only=False), dtype=np.int64
-    )
-    rows = np.full(n_requests, -1, dtype=np.int64)
-    inside = (keys >= 0) & (keys < n_requests)
-    rows[keys[inside]] = np.flatnonzero(inside)
-    return pa.array(rows, mask=rows < 0)
 
 
 def _mask(values: pa.Array) -> np.ndarray:

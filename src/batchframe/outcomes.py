@@ -7,7 +7,7 @@ wins; otherwise the latest attempt's error stands.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -21,14 +21,75 @@ from .store import read_parquet
 PENDING, SUCCEEDED, ERRORED = 0, 1, 2
 
 
-@dataclass(frozen=True)
 class Settled:
-    """One row per request key (0..n-1)."""
+    """One row per request key (0..n-1).
 
-    table: pd.DataFrame  # RESULT_SCHEMA columns + attempt, indexed by key; missing keys absent
-    status: np.ndarray  # PENDING / SUCCEEDED / ERRORED per key
-    # The same rows as ``table`` as an Arrow table (key column included), for columnar work.
-    arrow: pa.Table | None = field(default=None, compare=False, repr=False)
+    ``status`` is PENDING / SUCCEEDED / ERRORED per key. ``arrow`` holds the winning rows
+    (RESULT_SCHEMA columns + attempt, key column included) in key order, ``table`` the same as
+    pandas indexed by key; keys without a result are absent from both. ``by_key`` gives one
+    column for every key. Built from ``table`` or ``arrow``, or by :func:`settle` from all
+    results and the winning row per key, in which case the columns are gathered only when
+    asked for: the join needs a few of them once, and pandas strings cost a second at 1e6.
+    """
+
+    def __init__(
+        self,
+        table: pd.DataFrame | None,
+        status: np.ndarray,
+        arrow: pa.Table | None = None,
+        *,
+        source: pa.Table | None = None,
+        rows: np.ndarray | None = None,
+    ) -> None:
+        self.status = status
+        self._table = table
+        self._arrow = arrow
+        if source is None or rows is None:
+            if arrow is None:
+                if table is None:
+                    raise ValueError("Settled needs a table, an Arrow table or source rows")
+                arrow = self._arrow = pa.Table.from_pandas(
+                    table.reset_index(), preserve_index=False
+                )
+            source, rows = arrow, _rows_of_keys(arrow, len(status))
+        self._source: pa.Table = source
+        # The row of ``source`` that holds each key, -1 where none does.
+        self._rows: np.ndarray = rows
+
+    @property
+    def arrow(self) -> pa.Table:
+        if self._arrow is None:
+            winners = pa.array(self._rows[self._rows >= 0])
+            self._arrow = self._source.combine_chunks().take(winners)
+        return self._arrow
+
+    @property
+    def table(self) -> pd.DataFrame:
+        if self._table is None:
+            self._table = self.arrow.to_pandas(types_mapper=_arrow_types).set_index("key")
+        return self._table
+
+    def by_key(self, name: str) -> pa.Array | None:
+        """Column ``name`` for keys 0..n-1, null where a key has no result (None: no column)."""
+        if name not in self._source.column_names:
+            return None
+        values = self._source[name]
+        if values.null_count == len(values):  # e.g. no refusals: nothing to gather
+            return pa.nulls(len(self._rows), values.type)
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()  # a gather across many chunks is much slower
+        if self._gather is None:
+            return values
+        gathered: pa.Array = values.take(self._gather)
+        return gathered
+
+    @cached_property
+    def _gather(self) -> pa.Array | None:
+        """The gather that puts ``source`` in key order; None when row k holds key k already."""
+        rows = self._rows
+        if self._source.num_rows == len(rows) and np.array_equal(rows, np.arange(len(rows))):
+            return None
+        return pa.array(rows, mask=rows < 0)
 
     @property
     def succeeded(self) -> int:
@@ -37,6 +98,15 @@ class Settled:
     @property
     def errored(self) -> int:
         return int((self.status == ERRORED).sum())
+
+
+def _rows_of_keys(table: pa.Table, n_requests: int) -> np.ndarray:
+    """For each key 0..n-1, the row of ``table`` that holds it (the last one), or -1."""
+    keys = np.asarray(pc.fill_null(table["key"], -1).to_numpy(zero_copy_only=False), np.int64)
+    rows = np.full(n_requests, -1, dtype=np.int64)
+    inside = (keys >= 0) & (keys < n_requests)
+    rows[keys[inside]] = np.flatnonzero(inside)
+    return rows
 
 
 def load_results(folder: Path) -> pa.Table:
@@ -53,7 +123,7 @@ def settle(results: pa.Table, n_requests: int, *, in_flight: np.ndarray | None =
 
     Per key the winner is an answer if any attempt gave one, else the latest attempt (ties
     keep file order). The reduction runs on the Arrow table: one sort of int64 columns (or
-    none, when every key appears once) and one gather, then a single conversion to pandas.
+    none, when every key appears once); columns are gathered when the caller asks.
     """
     key_column = results["key"]
     all_keys = np.asarray(
@@ -89,14 +159,12 @@ def settle(results: pa.Table, n_requests: int, *, in_flight: np.ndarray | None =
         slot = np.full(n_requests, -1, dtype=np.int64)
         slot[keys] = known_rows
         winners = slot[slot >= 0]
-    table = results.take(pa.array(winners, type=pa.int64()))
-    frame = table.to_pandas(types_mapper=_arrow_types).set_index("key")
     status = np.full(n_requests, PENDING, dtype=np.int8)
     won_keys = all_keys[winners]
 
     def fate_is(value: str) -> np.ndarray:
-        same = pc.fill_null(pc.equal(table["fate"], value), False)
-        return np.asarray(same.to_numpy(zero_copy_only=False), dtype=bool)
+        same = pc.fill_null(pc.equal(results["fate"], value), False)
+        return np.asarray(same.to_numpy(zero_copy_only=False), dtype=bool)[winners]
 
     status[won_keys[fate_is(OK)]] = SUCCEEDED
     status[won_keys[fate_is(FAILED)]] = ERRORED
@@ -107,7 +175,9 @@ def settle(results: pa.Table, n_requests: int, *, in_flight: np.ndarray | None =
     status[retry_keys] = ERRORED
     if in_flight is not None and len(in_flight):
         status[in_flight[status[in_flight] != SUCCEEDED]] = PENDING
-    return Settled(frame, status, table)
+    rows = np.full(n_requests, -1, dtype=np.int64)
+    rows[won_keys] = winners
+    return Settled(None, status, source=results, rows=rows)
 
 
 def _arrow_types(arrow_type: pa.DataType) -> object:

@@ -86,6 +86,8 @@ def _truthy(text: pa.Array) -> np.ndarray:
 
 def _or(*options: tuple[np.ndarray, Any]) -> Any:
     """The first option whose mask holds, row by row (later options are the fallback)."""
+    if not any(mask.any() for mask, _ in options):  # e.g. a block of answers only
+        return pa.nulls(len(options[0][0]), _S)
     conditions = pc.make_struct(*[pa.array(mask) for mask, _ in options])
     return pc.case_when(conditions, *[value for _, value in options])
 
@@ -151,7 +153,14 @@ def decode_table(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
     usage = _field(response, "body", "usage")
     only_answers = pa.array(answered)
 
+    all_answered, none_answered = bool(answered.all()), not answered.any()
+
     def answered_only(values: pa.Array) -> pa.Array:
+        # Output files hold answers only and error files none: skip the row-wise choice.
+        if all_answered:
+            return values
+        if none_answered:
+            return pa.nulls(n, values.type)
         return pc.if_else(only_answers, values, pa.nulls(n, values.type))
 
     columns = {
