@@ -168,6 +168,7 @@ class LLMAccessor:
             job_id = record.id
         else:
             job_id = existing.id
+            prepared.requests.discard()  # a spill file is not needed: the job has its own
             if (
                 existing.options.get("output") != output
                 or existing.options.get("prefix") != prefix
