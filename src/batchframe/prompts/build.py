@@ -8,11 +8,8 @@ datetimes, arbitrary strings) round-trips untouched, and ids always match Anthro
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import secrets
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,8 +22,7 @@ import pyarrow.compute as pc
 
 from .. import settings
 from ..records import RequestSpec, part_name
-from ..store.files import private_dir
-from .distinct import DistinctRequests, RequestsWriter, requests_schema
+from .distinct import DistinctRequests, RequestSink
 from .render import OnMissing, Rendered, refuse_missing, render
 from .template import Template
 
@@ -109,7 +105,10 @@ def prepare(
     errors: list[pa.Array] = []
     digest = _RequestDigest(len(spec.roles))
     seen = _SeenRequests() if dedupe and n > step else None
-    sink = _Sink(len(spec.roles), spill=n > step, folder=spill_dir)
+    sink = RequestSink(
+        len(spec.roles),
+        spill_to=(spill_dir or settings.home() / "staging") if n > step else None,
+    )
     try:
         for begin in range(0, n, step):
             chunk = frame.iloc[begin : begin + step]
@@ -166,59 +165,6 @@ def _chunk_requests(
     row_keys = np.full(m, -1, dtype=np.int64)
     row_keys[positions] = key_of_code[codes]
     return table, row_keys
-
-
-class _Sink:
-    """Where a job's new requests go: an in-memory table, or a spill file when large."""
-
-    def __init__(self, n_parts: int, *, spill: bool, folder: Path | None) -> None:
-        self.n_parts = n_parts
-        self._tables: list[pa.Table] = []
-        self._writer: RequestsWriter | None = None
-        self._rows = 0
-        if spill:
-            staging = private_dir(folder if folder is not None else settings.home() / "staging")
-            _sweep(staging)
-            path = staging / f"requests-{os.getpid()}-{secrets.token_hex(4)}.arrow"
-            self._writer = RequestsWriter(path, n_parts)
-
-    def __len__(self) -> int:
-        return self._rows
-
-    def add(self, table: pa.Table) -> None:
-        self._rows += table.num_rows
-        if self._writer is not None:
-            self._writer.write(table)
-        else:
-            self._tables.append(table)
-
-    def finish(self) -> DistinctRequests:
-        if self._writer is None:
-            table = pa.concat_tables(self._tables) if self._tables else _empty(self.n_parts)
-            return DistinctRequests.in_memory(table)
-        self._writer.close()
-        return DistinctRequests(self.n_parts, self._rows, path=self._writer.path, owned=True)
-
-    def abandon(self) -> None:
-        if self._writer is not None:
-            with contextlib.suppress(Exception):
-                self._writer.close()
-            self._writer.path.unlink(missing_ok=True)
-
-
-def _sweep(staging: Path) -> None:
-    """Remove spill files left by processes that died while preparing."""
-    for path in staging.glob("requests-*-*.arrow"):
-        try:
-            os.kill(int(path.name.split("-")[1]), 0)
-        except ProcessLookupError:
-            path.unlink(missing_ok=True)
-        except (ValueError, PermissionError, OSError):
-            continue
-
-
-def _empty(n_parts: int) -> pa.Table:
-    return requests_schema(n_parts).empty_table()
 
 
 def _request_codes(parts: list[pa.Array], n: int) -> np.ndarray:

@@ -12,6 +12,8 @@ once the batch is dropped instead of adding to its resident memory.
 from __future__ import annotations
 
 import contextlib
+import os
+import secrets
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..records import part_name
-from ..store.files import private_file
+from ..store.files import private_dir, private_file
 
 # Rows per record batch in a requests file: the unit every reader holds at once.
 FILE_BATCH_ROWS = 100_000
@@ -134,6 +136,58 @@ class DistinctRequests:
         if self._cleanup is not None:
             self._cleanup()
             self._cleanup = None
+
+
+class RequestSink:
+    """Where prepare() puts each chunk's new requests: a list of tables, or (``spill_to`` a
+    folder) a file there named by the process, so leftovers of a dead process can be swept."""
+
+    def __init__(self, n_parts: int, *, spill_to: Path | None) -> None:
+        self.n_parts = n_parts
+        self._tables: list[pa.Table] = []
+        self._writer: RequestsWriter | None = None
+        self._rows = 0
+        if spill_to is not None:
+            staging = private_dir(spill_to)
+            _sweep(staging)
+            path = staging / f"requests-{os.getpid()}-{secrets.token_hex(4)}.arrow"
+            self._writer = RequestsWriter(path, n_parts)
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def add(self, table: pa.Table) -> None:
+        self._rows += table.num_rows
+        if self._writer is not None:
+            self._writer.write(table)
+        else:
+            self._tables.append(table)
+
+    def finish(self) -> DistinctRequests:
+        if self._writer is None:
+            schema = requests_schema(self.n_parts)
+            table = pa.concat_tables(self._tables) if self._tables else schema.empty_table()
+            return DistinctRequests.in_memory(table)
+        self._writer.close()
+        return DistinctRequests(self.n_parts, self._rows, path=self._writer.path, owned=True)
+
+    def abandon(self) -> None:
+        """After an error: the spill file goes."""
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            self._writer.path.unlink(missing_ok=True)
+
+
+def _sweep(staging: Path) -> None:
+    """Remove spill files left by processes that died while preparing."""
+    for path in staging.glob("requests-*-*.arrow"):
+        try:
+            os.kill(int(path.name.split("-")[1]), 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+        except (ValueError, OSError):  # not our name, or not ours to signal: leave it
+            continue
 
 
 class RequestsWriter:
