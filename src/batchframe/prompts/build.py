@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -191,12 +191,10 @@ _HASH_BLOCK_BYTES = 32 * 1024 * 1024
 
 def _part_codes(part: pa.Array) -> tuple[np.ndarray, int]:
     """Codes numbering the distinct values of ``part`` (a bijection), and how many there are."""
-    if len(part) > _SAMPLE_ROWS and part.null_count == 0:
-        distinct = pc.count_distinct(part.slice(0, _SAMPLE_ROWS)).as_py()
-        if distinct > _SAMPLE_ROWS // 2:
-            hashed = _hashed_codes(part)
-            if hashed is not None:
-                return hashed
+    if len(part) > _SAMPLE_ROWS and part.null_count == 0 and _sample_mostly_distinct(part):
+        hashed = _hashed_codes(part)
+        if hashed is not None:
+            return hashed
     encoded = pc.dictionary_encode(part)
     part_codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
     return part_codes, len(encoded.dictionary)
@@ -204,15 +202,10 @@ def _part_codes(part: pa.Array) -> tuple[np.ndarray, int]:
 
 def _hashed_codes(part: pa.Array) -> tuple[np.ndarray, int] | None:
     """Codes from a hash of each value's bytes, verified; None on a hash collision."""
-    n = len(part)
     values = part.cast(pa.large_binary())  # the same buffers, read as bytes
-    step = max(1, min(n, _HASH_BLOCK_BYTES * n // max(1, values.nbytes)))
-    hashes = np.empty(n, dtype=np.int64)
-    for start in range(0, n, step):
-        block = values.slice(start, step).to_pylist()
-        hashes[start : start + len(block)] = np.fromiter(
-            map(hash, block), dtype=np.int64, count=len(block)
-        )
+    hashes = np.empty(len(values), dtype=np.int64)
+    for start, block in _byte_blocks(values):
+        hashes[start : start + len(block)] = np.fromiter(map(hash, block), np.int64, len(block))
     codes, uniques = pd.factorize(hashes, sort=False)
     codes = codes.astype(np.int64)
     # Rows sharing a hash must hold the same bytes as the first row with that hash.
@@ -223,6 +216,21 @@ def _hashed_codes(part: pa.Array) -> tuple[np.ndarray, int] | None:
         if not pc.all(same).as_py():
             return None
     return codes, len(uniques)
+
+
+def _sample_mostly_distinct(part: pa.Array) -> bool:
+    """Whether more than half of the first _SAMPLE_ROWS values differ (a text per row)."""
+    return bool(pc.count_distinct(part.slice(0, _SAMPLE_ROWS)).as_py() > _SAMPLE_ROWS // 2)
+
+
+def _byte_blocks(values: pa.Array) -> Iterator[tuple[int, list[bytes]]]:
+    """The values as Python bytes, about _HASH_BLOCK_BYTES at a time, each block with its
+    start: hashing in Python needs the objects, but never all of them at once."""
+    data = values.cast(pa.large_binary())  # the same buffers, read as bytes
+    n = len(data)
+    step = max(1, min(n, _HASH_BLOCK_BYTES * n // max(1, data.nbytes)))
+    for start in range(0, n, step):
+        yield start, data.slice(start, step).to_pylist()
 
 
 def _first_occurrence(codes: np.ndarray) -> np.ndarray:
@@ -255,27 +263,21 @@ def _request_hashes(parts: Sequence[pa.Array]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _value_hashes(part: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    mostly_distinct = len(part) <= _SAMPLE_ROWS or (
-        pc.count_distinct(part.slice(0, _SAMPLE_ROWS)).as_py() > _SAMPLE_ROWS // 2
-    )
+    """The two hashes of each value (see above); a part with few values (a system prompt, a
+    label) is hashed once per distinct value."""
     indices = None
     values = part
-    if not mostly_distinct:  # a system prompt, a label: hash each distinct value once
+    if len(part) > _SAMPLE_ROWS and not _sample_mostly_distinct(part):
         encoded = pc.dictionary_encode(part)
         values, indices = encoded.dictionary, encoded.indices
-    data = values.cast(pa.large_binary())
-    h1 = np.empty(len(data), dtype=np.uint64)
-    h2 = np.empty(len(data), dtype=np.uint64)
-    step = max(1, min(len(data), _HASH_BLOCK_BYTES * len(data) // max(1, data.nbytes)))
-    for start in range(0, len(data), step):
-        block = data.slice(start, step).to_pylist()
+    h1 = np.empty(len(values), dtype=np.uint64)
+    h2 = np.empty(len(values), dtype=np.uint64)
+    for start, block in _byte_blocks(values):
         stop = start + len(block)
-        h1[start:stop] = np.fromiter(map(hash, block), dtype=np.int64, count=len(block)).view(
-            np.uint64
-        )
-        h2[start:stop] = np.fromiter(map(zlib.crc32, block), dtype=np.uint64, count=len(block))
-    lengths = np.asarray(pc.binary_length(data).to_numpy(zero_copy_only=False), dtype=np.uint64)
-    h2 |= lengths << np.uint64(32)
+        h1[start:stop] = np.fromiter(map(hash, block), np.int64, len(block)).view(np.uint64)
+        h2[start:stop] = np.fromiter(map(zlib.crc32, block), np.uint64, len(block))
+    lengths = pc.binary_length(values.cast(pa.large_binary())).to_numpy(zero_copy_only=False)
+    h2 |= np.asarray(lengths, dtype=np.uint64) << np.uint64(32)
     if indices is not None:
         at = np.asarray(indices.to_numpy(zero_copy_only=False), dtype=np.int64)
         return h1[at], h2[at]
