@@ -75,17 +75,12 @@ def write_shards(
     limits: Limits = provider.limits
     byte_cap = min(limits.max_bytes, max_bytes or limits.max_bytes)
     request_cap = min(limits.max_requests, max_requests or limits.max_requests)
-    wanted = np.unique(np.asarray(keys, dtype=np.int64))
     writer = _ShardWriter(folder, first_number)
     try:
-        for batch in requests.batches():
-            if not batch.num_rows or not len(wanted):
-                continue
-            first = int(batch.column(0)[0].as_py())
-            lo, hi = np.searchsorted(wanted, [first, first + batch.num_rows])
-            for begin in range(int(lo), int(hi), chunk):
-                chunk_keys = wanted[begin : min(begin + chunk, int(hi))]
-                take = pa.array(chunk_keys - first)
+        for batch, held, rows in requests.select(keys):
+            for begin in range(0, len(held), chunk):
+                chunk_keys = held[begin : begin + chunk]
+                take = pa.array(rows[begin : begin + chunk])
                 parts = [batch.column(i + 1).take(take) for i in range(len(spec.roles))]
                 lines = provider.encode(spec, custom_ids(chunk_keys), parts)
                 sizes = np.asarray(

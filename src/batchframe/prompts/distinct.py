@@ -89,6 +89,20 @@ class DistinctRequests:
             for i in range(reader.num_record_batches):
                 yield reader.get_batch(i)
 
+    def select(self, keys: np.ndarray) -> Iterator[tuple[pa.RecordBatch, np.ndarray, np.ndarray]]:
+        """The batches that hold any of ``keys``, in key order, each with the keys it holds
+        (sorted, once each) and their rows in the batch."""
+        wanted = np.unique(np.asarray(keys, dtype=np.int64))
+        if not len(wanted):
+            return
+        for batch in self.batches():
+            if not batch.num_rows:
+                continue
+            first = int(batch.column(0)[0].as_py())  # a batch holds consecutive keys
+            lo, hi = np.searchsorted(wanted, [first, first + batch.num_rows])
+            if hi > lo:
+                yield batch, wanted[lo:hi], wanted[lo:hi] - first
+
     def take(self, keys: np.ndarray) -> list[pa.Array]:
         """The parts of the requests ``keys``, in the order given."""
         keys = np.asarray(keys, dtype=np.int64)
@@ -98,15 +112,9 @@ class DistinctRequests:
                 self._table.column(part_name(i)).take(index).combine_chunks()
                 for i in range(self.n_parts)
             ]
-        wanted = np.unique(keys)
-        pieces: list[pa.RecordBatch] = []
-        for batch in self.batches():
-            first = int(batch.column(0)[0].as_py()) if batch.num_rows else 0
-            lo, hi = np.searchsorted(wanted, [first, first + batch.num_rows])
-            if hi > lo:
-                pieces.append(batch.take(pa.array(wanted[lo:hi] - first)))
+        pieces = [batch.take(pa.array(rows)) for batch, _, rows in self.select(keys)]
         found = pa.Table.from_batches(pieces, schema=requests_schema(self.n_parts))
-        order = pa.array(np.searchsorted(wanted, keys))
+        order = pa.array(np.searchsorted(np.unique(keys), keys))
         return [
             found.column(part_name(i)).take(order).combine_chunks() for i in range(self.n_parts)
         ]
