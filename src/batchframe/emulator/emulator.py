@@ -103,24 +103,12 @@ class Emulator:
     def openai_client(self, **kwargs: Any) -> openai.OpenAI:
         import openai
 
-        options: dict[str, Any] = {
-            "base_url": self.openai_base_url,
-            "api_key": API_KEY,
-            "max_retries": 2,
-        }
-        options.update(kwargs)
-        return openai.OpenAI(**options)
+        return openai.OpenAI(**_client_options(self.openai_base_url, kwargs))
 
     def anthropic_client(self, **kwargs: Any) -> anthropic.Anthropic:
         import anthropic
 
-        options: dict[str, Any] = {
-            "base_url": self.anthropic_base_url,
-            "api_key": API_KEY,
-            "max_retries": 2,
-        }
-        options.update(kwargs)
-        return anthropic.Anthropic(**options)
+        return anthropic.Anthropic(**_client_options(self.anthropic_base_url, kwargs))
 
     # -- control ---------------------------------------------------------------------------
 
@@ -144,3 +132,8 @@ class Emulator:
     def reset(self) -> None:
         """Drop all files, batches and counters (the clock and fault plan stay)."""
         control.reset(self._app)
+
+
+def _client_options(base_url: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """An SDK client pointed at the emulator with its key; ``overrides`` win."""
+    return {"base_url": base_url, "api_key": API_KEY, "max_retries": 2, **overrides}
