@@ -10,7 +10,6 @@ enough for a model's higher band pays that band's rates for the whole request.
 
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .html_table import CELL, header, listing, row, table
 from .prices import Price, lookup
 
 __all__ = [
@@ -249,34 +249,14 @@ class CostSummary(Mapping[str, Any]):
     __str__ = __repr__
 
     def _repr_html_(self) -> str:
-        cell = "padding:2px 10px;text-align:left;vertical-align:top;"
-        head = cell + "font-weight:600;white-space:nowrap;"
-        out = [
-            f'<tr><th style="{head}"></th><th style="{head}">actual</th>'
-            f'<th style="{head}">estimate</th></tr>'
-        ]
-        for what, actual, estimated in self._rows():
-            out.append(
-                f'<tr><th style="{head}">{html.escape(what)}</th>'
-                f'<td style="{cell}">{html.escape(actual)}</td>'
-                f'<td style="{cell}">{html.escape(estimated)}</td></tr>'
-            )
+        out = [header("", "actual", "estimate")]
+        out += [row(*cells) for cells in self._rows()]
         notes = list(self.notes)
         if self.price_date:
             notes.append(f"prices as of {self.price_date}")
         if notes:
-            items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
-            out.append(
-                f'<tr><td colspan="3" style="{cell}"><ul style="margin:0;padding-left:1.2em;">'
-                f"{items}</ul></td></tr>"
-            )
-        caption = html.escape(f"Cost of job {self.job_id} ({self.model}, {self.state})")
-        return (
-            '<table class="tex2jax_ignore mathjax_ignore"'  # no LaTeX from the dollar signs
-            ' style="border-collapse:collapse;font-size:13px;">'
-            f'<caption style="text-align:left;font-weight:600;padding:2px 10px;">{caption}'
-            f"</caption>{''.join(out)}</table>"
-        )
+            out.append(f'<tr><td colspan="3" style="{CELL}">{listing(notes)}</td></tr>')
+        return table(f"Cost of job {self.job_id} ({self.model}, {self.state})", out)
 
 
 def _usd(value: float | None) -> str:

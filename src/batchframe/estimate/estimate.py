@@ -13,7 +13,6 @@ token and batch-cost figure covers the ``requests_to_send`` that the batch still
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .html_table import labelled, listing, row, table
 from .prices import Price, lookup, table_date
 from .tokens import Contents, TokenCount, base_model_name, count_chat_tokens
 
@@ -253,36 +253,13 @@ class Estimate:
     __str__ = __repr__
 
     def _repr_html_(self) -> str:
-        cell = "padding:2px 10px;text-align:left;vertical-align:top;"
-        label_cell = cell + "font-weight:600;white-space:nowrap;"
-        rows = [
-            f'<tr><th style="{label_cell}">{html.escape(label)}</th>'
-            f'<td style="{cell}">{html.escape(value)}</td></tr>'
-            for label, value in self._lines()
-        ]
+        rows = [row(label, value) for label, value in self._lines()]
         if self.notes:
-            items = "".join(f"<li>{html.escape(note)}</li>" for note in self.notes)
-            rows.append(
-                f'<tr><th style="{label_cell}">notes</th><td style="{cell}">'
-                f'<ul style="margin:0;padding-left:1.2em;">{items}</ul></td></tr>'
-            )
+            rows.append(labelled("notes", listing(self.notes)))
         samples = self._shown_samples()
         if samples:
-            items = "".join(
-                f'<li><code style="white-space:pre-wrap;">{html.escape(s)}</code></li>'
-                for s in samples
-            )
-            rows.append(
-                f'<tr><th style="{label_cell}">sample prompts</th><td style="{cell}">'
-                f'<ol style="margin:0;padding-left:1.2em;">{items}</ol></td></tr>'
-            )
-        caption = html.escape(self._head())
-        return (
-            '<table class="tex2jax_ignore mathjax_ignore"'  # no LaTeX from the dollar signs
-            ' style="border-collapse:collapse;font-size:13px;">'
-            f'<caption style="text-align:left;font-weight:600;padding:2px 10px;">{caption}'
-            f"</caption>{''.join(rows)}</table>"
-        )
+            rows.append(labelled("sample prompts", listing(samples, ordered=True, code=True)))
+        return table(self._head(), rows)
 
 
 def _money(usd: float) -> str:
