@@ -35,6 +35,7 @@ from batchframe.errors import (
 from batchframe.estimate.prices import lookup
 from batchframe.outcomes import settle
 from batchframe.providers.anthropic import DEFAULT_MAX_TOKENS, AnthropicProvider, _status
+from odd_labels import odd_labels
 
 MODEL = "claude-haiku-4-5"
 FIXTURES = Path(__file__).parent / "fixtures" / "anthropic"
@@ -42,22 +43,9 @@ FIXTURES = Path(__file__).parent / "fixtures" / "anthropic"
 RECORDED = Path(__file__).resolve().parents[2] / "shared" / "recorded"
 CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
-ODD_LABELS = [
-    "plain",
-    "with space",
-    "a/b/c",
-    "größe",
-    "日本語",
-    "dup",
-    "dup",
-    "tab\there",
-    "quote'\"",
-    "emoji 🙂",
-]
-
 
 def odd_frame(n: int = 40) -> pd.DataFrame:
-    labels = [ODD_LABELS[i % 10] + ("" if i < 10 else f" #{i}") for i in range(n)]
+    labels = odd_labels(n)
     labels[-1] = "dup"  # the duplicated label also far apart
     reviews = [f"review {i}: the {{box}} arrived {{{{late}}}} }} {{" for i in range(n)]
     return pd.DataFrame(

@@ -6,25 +6,11 @@ import pandas as pd
 
 import batchframe
 from batchframe.emulator import Emulator
-
-ODD_INDEX = [
-    "plain",
-    "with space",
-    "a/b/c",
-    "größe",
-    "日本語",
-    "dup",
-    "dup",
-    "tab\there",
-    "quote'\"",
-    "emoji 🙂",
-]
+from odd_labels import odd_labels
 
 
 def tickets(n: int = 40) -> pd.DataFrame:
-    labels = [
-        ODD_INDEX[i % len(ODD_INDEX)] + ("" if i < len(ODD_INDEX) else f" #{i}") for i in range(n)
-    ]
+    labels = odd_labels(n)
     bodies = [f"ticket {i}: my order {{#{i}}} is late" for i in range(n)]
     if n >= 12:
         bodies[3] = "please {fix} this EMU:400"
