@@ -81,7 +81,10 @@ class DistinctRequests:
             if any(column.num_chunks != 1 for column in table.columns):
                 table = table.combine_chunks()
             batches = table.to_batches()
-            yield batches[0] if batches else requests_schema(self.n_parts).empty_table()
+            # No requests (every row has an input error) is still one batch, an empty one,
+            # so the token count has something to count.
+            schema = requests_schema(self.n_parts)
+            yield batches[0] if batches else pa.RecordBatch.from_pylist([], schema=schema)
             return
         assert self._path is not None
         with pa.OSFile(str(self._path)) as source:
