@@ -297,7 +297,9 @@ def main(argv: list[str] | None = None) -> int:
         help="rows for the scale stage: prepare chunked vs in one piece (default 1e7)",
     )
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--stages", default=",".join(STAGES))
+    parser.add_argument(
+        "--stages", default=",".join(STAGES), help=f"comma separated, of {', '.join(STAGES)}"
+    )
     parser.add_argument("--no-peers", action="store_true", help="skip the peer libraries")
     parser.add_argument(
         "--peer-repeats", type=int, default=1, help="end-to-end runs per peer (default 1)"
@@ -326,6 +328,9 @@ def main(argv: list[str] | None = None) -> int:
         args.scale_rows = 200_000
     sizes = [int(float(s)) for s in args.sizes.split(",") if s]
     wanted = [s for s in args.stages.split(",") if s]
+    unknown = sorted(set(wanted) - set(STAGES))
+    if unknown:
+        parser.error(f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(STAGES)}")
     from . import data, stages
 
     data_dir = args.data_dir or data.default_dir()

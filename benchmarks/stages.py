@@ -137,15 +137,24 @@ def joined_batchframe(frame: pd.DataFrame, paths: list[Path], work: Path) -> pd.
 
     Decode, reconcile with the shard's keys (drop unknown ids), store the shard's results
     (Parquet, as the runner does), load them back, settle duplicates and attempts, build the
-    key-level columns and fan them out onto the frame.
+    key-level columns and fan them out onto the frame; with the memory pool the runner and
+    the join use.
     """
+    try:
+        from batchframe.memory import steady_pool
+    except ImportError:  # an older batchframe
+        return _joined_batchframe(frame, paths, work)
+    with steady_pool():
+        return _joined_batchframe(frame, paths, work)
+
+
+def _joined_batchframe(frame: pd.DataFrame, paths: list[Path], work: Path) -> pd.DataFrame:
     import pyarrow as pa
 
     from batchframe.join import Columns, key_level, to_rows
-    from batchframe.outcomes import load_results, settle
+    from batchframe.outcomes import load_results, settle, write_results
     from batchframe.providers.base import RemoteStatus
     from batchframe.providers.openai import OpenAIProvider
-    from batchframe.store import write_parquet
 
     n = len(frame)
     decoded = OpenAIProvider().decode(paths)
@@ -162,7 +171,7 @@ def joined_batchframe(frame: pd.DataFrame, paths: list[Path], work: Path) -> pd.
     results = results.append_column("attempt", pa.array(np.ones(results.num_rows, np.int64)))
     folder = work / "results"
     folder.mkdir(parents=True, exist_ok=True)
-    write_parquet(folder / "0.parquet", results)
+    write_results(folder / "0.parquet", results)
     settled = settle(load_results(folder), n)
     columns = Columns("output")
     values, error, raw = key_level(

@@ -127,6 +127,10 @@ ODD_LINES: list[bytes] = [
         }
     ).encode(),
     json.dumps(chat("r31", content='the word "output" inside an answer')).encode(),
+    json.dumps(chat("r55", output=[])).encode(),  # an output list: read as a Responses body
+    json.dumps(chat("r56", output=None)).encode(),
+    json.dumps(chat("r57", output="not a list")).encode(),
+    json.dumps(chat("r58", output=[1, 2])).encode(),
     json.dumps(chat("r32", content="NaN and Infinity as words")).encode(),
     json.dumps(chat("r33")).encode().replace(b'"chatcmpl-1"', b"NaN"),
     json.dumps(chat("r34")).encode().replace(b'"chatcmpl-1"', b"-Infinity"),

@@ -7,13 +7,25 @@ of the same rows, on chunked, shuffled input with duplicates, retries and stray 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from batchframe.join import Columns, key_level
-from batchframe.outcomes import ERRORED, PENDING, SUCCEEDED, Settled, settle
+from batchframe.memory import steady_pool
+from batchframe.outcomes import (
+    ERRORED,
+    PENDING,
+    SUCCEEDED,
+    Settled,
+    load_results,
+    settle,
+    write_results,
+)
 from batchframe.records import RESULT_SCHEMA
+from batchframe.store import write_parquet
 
 N = 40
 
@@ -111,3 +123,33 @@ def test_rows_already_in_key_order_are_used_as_they_are() -> None:
     assert settled.by_key("text") == results["text"].combine_chunks()
     assert settled.by_key("refusal") == pa.nulls(N, pa.large_string())
     assert settled.succeeded == N
+
+
+def test_results_read_back_are_the_files_current_content(tmp_path: Path) -> None:
+    """Tables kept in memory stand in for their files only while the files are unchanged."""
+    folder = tmp_path / "results"
+    folder.mkdir()
+    first, second = _results(1), _results(2)
+    write_results(folder / "0.parquet", first)
+    assert load_results(folder).to_pylist() == first.to_pylist()
+    # Replaced by someone else (another process resuming the job): the new content counts.
+    write_parquet(folder / "0.parquet", second)
+    assert load_results(folder).to_pylist() == second.to_pylist()
+    write_results(folder / "1.parquet", first)
+    both = load_results(folder)
+    assert both.to_pylist() == second.to_pylist() + first.to_pylist()
+    (folder / "1.parquet").unlink()
+    assert load_results(folder).num_rows == second.num_rows
+
+
+def test_the_result_pool_is_restored_and_its_arrays_outlive_it() -> None:
+    before = pa.default_memory_pool().backend_name
+    with steady_pool():
+        inside = pa.default_memory_pool().backend_name
+        with steady_pool():  # re-entrant
+            assert pa.default_memory_pool().backend_name == inside
+        assert pa.default_memory_pool().backend_name == inside
+        made = pa.array([f"row {i}" for i in range(1000)])
+    assert inside in {"jemalloc", "system"}
+    assert pa.default_memory_pool().backend_name == before
+    assert made[999].as_py() == "row 999"

@@ -18,6 +18,7 @@ from .errors import JobBusyError, JobError, ProviderError
 from .estimate.actual import CostSummary, load_estimate, result_costs, summarize
 from .events import JobSnapshot, Observer
 from .join import Columns, key_level, to_rows
+from .memory import steady_pool
 from .outcomes import load_results, settle
 from .planner import INDEX_PICKLE
 from .progress import (
@@ -294,6 +295,10 @@ class BatchJob:
         return self._assemble()
 
     def _assemble(self) -> pd.DataFrame:
+        with steady_pool():
+            return self._join()
+
+    def _join(self) -> pd.DataFrame:
         job = self.record
         options = job.options
         columns = Columns(options["output"])

@@ -7,6 +7,8 @@ wins; otherwise the latest attempt's error stands.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from functools import cached_property
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .records import FAILED, OK, RESULT_SCHEMA, RETRY
-from .store import read_parquet
+from .store import read_parquet, write_parquet
 
 PENDING, SUCCEEDED, ERRORED = 0, 1, 2
 
@@ -109,9 +111,57 @@ def _rows_of_keys(table: pa.Table, n_requests: int) -> np.ndarray:
     return rows
 
 
+class _ResultFiles:
+    """Result tables this process wrote or read, kept while their files stay unchanged.
+
+    The runner settles all results after every shard it collects and the join settles them
+    once more; without this each of those reads every shard's file again. Only the latest
+    few jobs' folders are kept, so a long-lived kernel does not accumulate them.
+    """
+
+    def __init__(self, folders: int = 2) -> None:
+        self._folders = folders
+        self._tables: OrderedDict[Path, dict[Path, tuple[tuple[int, ...], pa.Table]]] = (
+            OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _version(path: Path) -> tuple[int, ...]:
+        stat = path.stat()
+        return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+    def put(self, path: Path, table: pa.Table) -> None:
+        version = self._version(path)
+        with self._lock:
+            folder = self._tables.setdefault(path.parent, {})
+            folder[path] = (version, table)
+            self._tables.move_to_end(path.parent)
+            while len(self._tables) > self._folders:
+                self._tables.popitem(last=False)
+
+    def read(self, path: Path) -> pa.Table:
+        with self._lock:
+            held = self._tables.get(path.parent, {}).get(path)
+        if held is not None and held[0] == self._version(path):
+            return held[1]
+        table = read_parquet(path)
+        self.put(path, table)
+        return table
+
+
+_result_files = _ResultFiles()
+
+
+def write_results(path: Path, results: pa.Table) -> None:
+    """Store one shard's decoded results; lz4, since the join reads them back whole."""
+    write_parquet(path, results, compression="lz4")
+    _result_files.put(path, results)
+
+
 def load_results(folder: Path) -> pa.Table:
     """Every shard's decoded results, with ``shard`` and ``attempt`` columns."""
-    tables = [read_parquet(p) for p in sorted(folder.glob("*.parquet"))]
+    tables = [_result_files.read(p) for p in sorted(folder.glob("*.parquet"))]
     if not tables:
         extra = [pa.field("shard", pa.int64()), pa.field("attempt", pa.int64())]
         return pa.schema(list(RESULT_SCHEMA) + extra).empty_table()
@@ -122,8 +172,8 @@ def settle(results: pa.Table, n_requests: int, *, in_flight: np.ndarray | None =
     """Reduce all attempts to one row per key. ``in_flight`` keys are still pending.
 
     Per key the winner is an answer if any attempt gave one, else the latest attempt (ties
-    keep file order). The reduction runs on the Arrow table: one sort of int64 columns (or
-    none, when every key appears once); columns are gathered when the caller asks.
+    keep file order). The reduction runs on the Arrow table's key column; only repeated keys
+    are sorted, and columns are gathered when the caller asks.
     """
     key_column = results["key"]
     all_keys = np.asarray(
@@ -131,19 +181,21 @@ def settle(results: pa.Table, n_requests: int, *, in_flight: np.ndarray | None =
     )
     known_rows = np.flatnonzero((all_keys >= 0) & (all_keys < n_requests))
     keys = all_keys[known_rows]
-    if len(keys) and np.bincount(keys, minlength=n_requests).max() > 1:
-        ok = np.asarray(
-            pc.fill_null(pc.equal(results["fate"], OK), False).to_numpy(zero_copy_only=False),
-            dtype=bool,
-        )[known_rows]
+    # Keys seen once are placed without sorting; only the rows of repeated keys (duplicated
+    # lines, retries: usually a few) are sorted to pick their winners.
+    counts = np.bincount(keys, minlength=n_requests)
+    slot = np.full(n_requests, -1, dtype=np.int64)
+    repeated = counts[keys] > 1
+    slot[keys[~repeated]] = known_rows[~repeated]
+    if repeated.any():
+        rows, keys = known_rows[repeated], keys[repeated]
+        ok = _column_mask(pc.equal(results["fate"], OK), rows)
         if "attempt" in results.column_names:
             attempt_column = results["attempt"]
             attempt = np.asarray(
                 pc.fill_null(attempt_column, 0).to_numpy(zero_copy_only=False), dtype=np.int64
-            )[known_rows]
-            missing = np.asarray(
-                attempt_column.is_null().to_numpy(zero_copy_only=False), dtype=bool
-            )[known_rows]
+            )[rows]
+            missing = _column_mask(attempt_column.is_null(), rows)
             # Latest attempt first; a missing attempt sorts last (pandas' na_position).
             latest_first = np.where(missing, np.iinfo(np.int64).max, -attempt)
         else:
@@ -153,14 +205,10 @@ def settle(results: pa.Table, n_requests: int, *, in_flight: np.ndarray | None =
         sorted_keys = keys[order]
         first = np.ones(len(order), dtype=bool)
         first[1:] = sorted_keys[1:] != sorted_keys[:-1]
-        winners = known_rows[order[first]]
-    else:
-        # Every key at most once: order the rows by key without sorting.
-        slot = np.full(n_requests, -1, dtype=np.int64)
-        slot[keys] = known_rows
-        winners = slot[slot >= 0]
+        slot[sorted_keys[first]] = rows[order[first]]
+    won_keys = np.flatnonzero(slot >= 0)
+    winners = slot[won_keys]
     status = np.full(n_requests, PENDING, dtype=np.int8)
-    won_keys = all_keys[winners]
 
     def fate_is(value: str) -> np.ndarray:
         same = pc.fill_null(pc.equal(results["fate"], value), False)
@@ -175,9 +223,13 @@ def settle(results: pa.Table, n_requests: int, *, in_flight: np.ndarray | None =
     status[retry_keys] = ERRORED
     if in_flight is not None and len(in_flight):
         status[in_flight[status[in_flight] != SUCCEEDED]] = PENDING
-    rows = np.full(n_requests, -1, dtype=np.int64)
-    rows[won_keys] = winners
-    return Settled(None, status, source=results, rows=rows)
+    return Settled(None, status, source=results, rows=slot)
+
+
+def _column_mask(values: pa.Array | pa.ChunkedArray, rows: np.ndarray) -> np.ndarray:
+    """A boolean column (null as False) at ``rows``."""
+    mask = pc.fill_null(values, False).to_numpy(zero_copy_only=False)
+    return np.asarray(mask, dtype=bool)[rows]
 
 
 def _arrow_types(arrow_type: pa.DataType) -> object:

@@ -30,7 +30,8 @@ from .crashpoints import reached
 from .errors import JobBusyError, ProviderError, ProviderRequestError
 from .estimate.actual import total_costs
 from .events import Event, EventKind, JobSnapshot, Observer
-from .outcomes import PENDING, Settled, load_results, settle
+from .memory import steady_pool
+from .outcomes import PENDING, Settled, load_results, settle, write_results
 from .planner import planned_shard, write_shards
 from .prompts.distinct import REQUESTS_FILE, DistinctRequests
 from .providers.base import Provider, RemoteStatus
@@ -43,7 +44,6 @@ from .store import (
     Store,
     private_dir,
     read_parquet,
-    write_parquet,
 )
 
 log = logging.getLogger("batchframe")
@@ -242,6 +242,10 @@ class Runner:
         self.store.update_shard(self.job_id, shard.shard, **changes)
 
     def _collect(self, shard: ShardRecord) -> None:
+        with steady_pool():
+            self._collect_results(shard)
+
+    def _collect_results(self, shard: ShardRecord) -> None:
         assert shard.batch_id is not None
         status = self.provider.retrieve(shard.batch_id)
         downloads = self.folder / "downloads" / str(shard.shard)
@@ -257,7 +261,7 @@ class Runner:
         )
         result_dir = self.folder / "results"
         private_dir(result_dir)
-        write_parquet(result_dir / f"{shard.shard}.parquet", results)
+        write_results(result_dir / f"{shard.shard}.parquet", results)
         for note in notes:
             self.store.log(self.job_id, "note", f"shard {shard.shard}: {note}")
         new_shards = self._plan_retries(shard, results, status)
@@ -365,8 +369,9 @@ class Runner:
             if s.state not in DONE
         ]
         in_flight = np.concatenate(pending_keys) if pending_keys and not final else None
-        results = load_results(self.folder / "results")
-        self._tally.settled = settle(results, job.requests, in_flight=in_flight)
+        with steady_pool():
+            results = load_results(self.folder / "results")
+            self._tally.settled = settle(results, job.requests, in_flight=in_flight)
         self._tally.retries = int(sum(s.requests for s in shards if s.attempt > 1))
         self._tally.actual_cost, self._tally.realtime_cost = _costs(job.model, self._tally.settled)
 

@@ -73,13 +73,10 @@ class FastPath:
     types; a value of another type makes pyarrow reject the block, which is then decoded
     line by line). ``decode`` returns the RESULT_SCHEMA table for the block and a boolean
     mask of rows it cannot decode with certainty; those lines go through the line decoder.
-    ``literals`` are byte strings whose presence in a line sends that line to the line
-    decoder as well (for keys whose mere presence changes the result).
     """
 
     schema: pa.Schema
     decode: Callable[[pa.Table], tuple[pa.Table, np.ndarray]]
-    literals: tuple[bytes, ...] = ()
 
 
 def key_of(custom_id: object) -> int:
@@ -286,7 +283,7 @@ def _decode_block(
         # Lines as strings: the cast checks UTF-8 (orjson refuses invalid text; pyarrow does
         # not look at values it skips).
         bounds = np.append(starts, len(data)).astype(np.int64)
-        lines = pa.LargeBinaryArray.from_buffers(
+        pa.LargeBinaryArray.from_buffers(
             pa.large_binary(), len(starts), [None, pa.py_buffer(bounds), buffer]
         ).cast(pa.large_string())
         parsed = pa_json.read_json(
@@ -308,10 +305,6 @@ def _decode_block(
         if block.find(token[:1], 0, size) >= 0 and block.find(token, 0, size) >= 0:
             first = np.flatnonzero(np.equal(data, token[0], out=found))
             slow[np.searchsorted(ends, _token_starts(data, first, token))] = True
-    for literal in fast.literals:
-        if block.find(literal, 0, size) >= 0:
-            hits = pc.match_substring(lines, literal.decode())
-            slow |= np.asarray(hits.to_numpy(zero_copy_only=False), dtype=bool)
     slow |= _too_deep(block, starts, ends)
     if not slow.any():
         return table

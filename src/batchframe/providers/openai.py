@@ -287,7 +287,8 @@ def decode_line(line: dict[str, Any]) -> Row:
 
 def _success(custom_id: Any, body: dict[str, Any]) -> Row:
     usage = obj(body.get("usage"))
-    if body.get("object") == "response" or "output" in body:
+    # A Responses API body (its "object" says so, or it carries an output list).
+    if body.get("object") == "response" or body.get("output") is not None:
         text, refusal, finish = _responses_text(body)
         return Row(
             custom_id,

@@ -19,6 +19,8 @@ from ..records import FAILED, OK, RESULT_SCHEMA, RETRY
 from .decode import FastPath, keys_of
 
 _S = pa.string()
+# Free text is parsed straight into the large strings of RESULT_SCHEMA: no copy to cast.
+_L = pa.large_string()
 _I = pa.int64()
 
 
@@ -28,9 +30,9 @@ def _struct(**fields: pa.DataType) -> pa.StructType:
 
 _CHOICE = _struct(
     message=_struct(
-        content=_S,
-        refusal=_S,
-        tool_calls=pa.list_(_struct(function=_struct(arguments=_S))),
+        content=_L,
+        refusal=_L,
+        tool_calls=pa.list_(_struct(function=_struct(arguments=_L))),
     ),
     finish_reason=_S,
 )
@@ -42,15 +44,17 @@ _USAGE = _struct(
 )
 _BODY = _struct(
     object=_S,
+    # A Responses API body; only whether it is there matters (its items are not read).
+    output=pa.list_(pa.struct([])),
     choices=pa.list_(_CHOICE),
     usage=_USAGE,
-    error=_struct(message=_S, code=_S, type=_S),
+    error=_struct(message=_L, code=_S, type=_S),
 )
 SCHEMA = pa.schema(
     [
         ("custom_id", _S),
         ("response", _struct(status_code=_I, body=_BODY)),
-        ("error", _struct(code=_S, message=_S)),
+        ("error", _struct(code=_S, message=_L)),
     ]
 )
 
@@ -79,15 +83,19 @@ def _mask(array: pa.Array) -> np.ndarray:
     return np.asarray(pc.fill_null(array, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
+def _valid(array: pa.Array) -> np.ndarray:
+    return np.asarray(array.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+
+
 def _truthy(text: pa.Array) -> np.ndarray:
     """Python truthiness of an optional string: present and not empty."""
     return _mask(pc.greater(pc.binary_length(text), 0))
 
 
-def _or(*options: tuple[np.ndarray, Any]) -> Any:
+def _or(kind: pa.DataType, *options: tuple[np.ndarray, Any]) -> Any:
     """The first option whose mask holds, row by row (later options are the fallback)."""
     if not any(mask.any() for mask, _ in options):  # e.g. a block of answers only
-        return pa.nulls(len(options[0][0]), _S)
+        return pa.nulls(len(options[0][0]), kind)
     conditions = pc.make_struct(*[pa.array(mask) for mask, _ in options])
     return pc.case_when(conditions, *[value for _, value in options])
 
@@ -107,6 +115,7 @@ def decode_table(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
     slow = has_response & ~has_status
     answered = has_response & has_status & (status == 200)
     responses_body = _mask(pc.equal(_field(response, "body", "object"), "response"))
+    responses_body |= _valid(_field(response, "body", "output"))
     slow |= answered & responses_body
     not_run = ~has_response
     empty = has_response & has_status & (status == 0)
@@ -125,6 +134,7 @@ def decode_table(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
     http_message = _field(body_error, "message")
     status_text = pc.cast(pa.array(status), _S)
     error_code = _or(
+        _S,
         (not_run & _truthy(run_code), run_code),
         (not_run, pa.scalar("not_run", _S)),
         (empty, pa.scalar("empty_response", _S)),
@@ -133,17 +143,18 @@ def decode_table(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
         (http_error, pc.binary_join_element_wise("http_", status_text, "")),
     )
     error_message = _or(
+        _L,
         (not_run & _truthy(run_message), run_message),
-        (not_run, pa.scalar("the request was not run", _S)),
+        (not_run, pa.scalar("the request was not run", _L)),
         (
             empty,
             pa.scalar(
                 "the provider returned an empty result line (status_code 0); it will be retried",
-                _S,
+                _L,
             ),
         ),
         (http_error & _truthy(http_message), http_message),
-        (http_error, pc.binary_join_element_wise("HTTP ", status_text, "")),
+        (http_error, pc.binary_join_element_wise("HTTP ", status_text, "").cast(_L)),
     )
 
     # Answers: the first choice's message (or its first tool call's arguments).
@@ -183,6 +194,4 @@ def decode_table(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
     return pa.Table.from_arrays(arrays, schema=RESULT_SCHEMA), slow
 
 
-# The Responses API body is told apart by an "output" key, whose mere presence the columns
-# cannot show: lines that mention it go to the line decoder.
-FAST_PATH = FastPath(schema=SCHEMA, decode=decode_table, literals=(b'"output"',))
+FAST_PATH = FastPath(schema=SCHEMA, decode=decode_table)

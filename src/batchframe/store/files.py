@@ -56,9 +56,11 @@ def atomic_writer(path: Path) -> Iterator[IO[bytes]]:
         raise
 
 
-def write_parquet(path: Path, table: pa.Table) -> None:
+def write_parquet(path: Path, table: pa.Table, *, compression: str = "zstd") -> None:
+    """Write ``table`` atomically. zstd is smallest; lz4 reads back about five times faster
+    (for files that are read back whole soon after, such as decoded results)."""
     with atomic_writer(path) as stream:
-        pq.write_table(table, stream, compression="zstd")
+        pq.write_table(table, stream, compression=compression)
 
 
 def read_parquet(path: Path) -> pa.Table:
