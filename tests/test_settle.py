@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from batchframe import outcomes
 from batchframe.join import Columns, key_level
 from batchframe.memory import steady_pool
 from batchframe.outcomes import (
@@ -153,3 +154,20 @@ def test_the_result_pool_is_restored_and_its_arrays_outlive_it() -> None:
     assert inside in {"jemalloc", "system"}
     assert pa.default_memory_pool().backend_name == before
     assert made[999].as_py() == "row 999"
+
+
+def test_results_kept_in_memory_stay_within_their_budget(tmp_path: Path) -> None:
+    table = _results(3)
+    files = outcomes._ResultFiles(folders=2, budget=int(2.5 * table.nbytes))
+    for job in ("a", "b", "c"):
+        (tmp_path / job).mkdir()
+        for shard in range(2):
+            path = tmp_path / job / f"{shard}.parquet"
+            write_parquet(path, table)
+            files.put(path, table)
+    held = files._tables
+    assert list(held) == [tmp_path / "c"]  # two jobs would be over budget; the oldest went
+    small = outcomes._ResultFiles(folders=2, budget=table.nbytes // 2)
+    small.put(tmp_path / "a" / "0.parquet", table)
+    assert not small._tables  # a job larger than the budget is not kept at all
+    assert small.read(tmp_path / "a" / "0.parquet").to_pylist() == table.to_pylist()

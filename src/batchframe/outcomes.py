@@ -116,11 +116,13 @@ class _ResultFiles:
 
     The runner settles all results after every shard it collects and the join settles them
     once more; without this each of those reads every shard's file again. Only the latest
-    few jobs' folders are kept, so a long-lived kernel does not accumulate them.
+    jobs' folders are kept, within a memory budget, so a long-lived kernel does not
+    accumulate them.
     """
 
-    def __init__(self, folders: int = 2) -> None:
+    def __init__(self, folders: int = 2, budget: int = 1 << 30) -> None:
         self._folders = folders
+        self._budget = budget
         self._tables: OrderedDict[Path, dict[Path, tuple[tuple[int, ...], pa.Table]]] = (
             OrderedDict()
         )
@@ -131,13 +133,19 @@ class _ResultFiles:
         stat = path.stat()
         return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
+    def _held_bytes(self) -> int:
+        return sum(t.nbytes for files in self._tables.values() for _, t in files.values())
+
     def put(self, path: Path, table: pa.Table) -> None:
         version = self._version(path)
         with self._lock:
-            folder = self._tables.setdefault(path.parent, {})
-            folder[path] = (version, table)
+            files = self._tables.setdefault(path.parent, {})
+            files[path] = (version, table)
             self._tables.move_to_end(path.parent)
             while len(self._tables) > self._folders:
+                self._tables.popitem(last=False)
+            # Oldest folders go first; a job over budget on its own is not kept at all.
+            while self._tables and self._held_bytes() > self._budget:
                 self._tables.popitem(last=False)
 
     def read(self, path: Path) -> pa.Table:
