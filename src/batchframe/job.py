@@ -294,11 +294,8 @@ class BatchJob:
         self.wait(timeout)
         return self._assemble()
 
+    @steady_pool()
     def _assemble(self) -> pd.DataFrame:
-        with steady_pool():
-            return self._join()
-
-    def _join(self) -> pd.DataFrame:
         job = self.record
         options = job.options
         columns = Columns(options["output"])

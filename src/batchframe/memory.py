@@ -31,7 +31,8 @@ def _steady() -> pa.MemoryPool:
 
 @contextmanager
 def steady_pool() -> Iterator[None]:
-    """Allocate from a pool that keeps freed memory, for the duration of the block.
+    """Allocate from a pool that keeps freed memory, for the duration of the block (or of
+    each call, used as a decorator: ``@steady_pool()``).
 
     Re-entrant and safe across threads: the first block in sets the pool, the last one out
     puts back whatever was the default before.

@@ -136,8 +136,10 @@ class _ResultFiles:
     def _held_bytes(self) -> int:
         return sum(t.nbytes for files in self._tables.values() for _, t in files.values())
 
-    def put(self, path: Path, table: pa.Table) -> None:
-        version = self._version(path)
+    def put(self, path: Path, table: pa.Table, version: tuple[int, ...] | None = None) -> None:
+        """Keep ``table`` as the content of ``path`` (as the file is now, or at ``version``)."""
+        if version is None:
+            version = self._version(path)
         with self._lock:
             files = self._tables.setdefault(path.parent, {})
             files[path] = (version, table)
@@ -149,12 +151,14 @@ class _ResultFiles:
                 self._tables.popitem(last=False)
 
     def read(self, path: Path) -> pa.Table:
+        # The version is taken before reading: a file replaced meanwhile is read again next time.
+        version = self._version(path)
         with self._lock:
             held = self._tables.get(path.parent, {}).get(path)
-        if held is not None and held[0] == self._version(path):
+        if held is not None and held[0] == version:
             return held[1]
         table = read_parquet(path)
-        self.put(path, table)
+        self.put(path, table, version)
         return table
 
 
@@ -219,8 +223,7 @@ def settle(results: pa.Table, n_requests: int, *, in_flight: np.ndarray | None =
     status = np.full(n_requests, PENDING, dtype=np.int8)
 
     def fate_is(value: str) -> np.ndarray:
-        same = pc.fill_null(pc.equal(results["fate"], value), False)
-        return np.asarray(same.to_numpy(zero_copy_only=False), dtype=bool)[winners]
+        return _column_mask(pc.equal(results["fate"], value), winners)
 
     status[won_keys[fate_is(OK)]] = SUCCEEDED
     status[won_keys[fate_is(FAILED)]] = ERRORED

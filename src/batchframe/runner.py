@@ -241,11 +241,8 @@ class Runner:
             changes.update(state="ended", ended_at=time.time())
         self.store.update_shard(self.job_id, shard.shard, **changes)
 
+    @steady_pool()
     def _collect(self, shard: ShardRecord) -> None:
-        with steady_pool():
-            self._collect_results(shard)
-
-    def _collect_results(self, shard: ShardRecord) -> None:
         assert shard.batch_id is not None
         status = self.provider.retrieve(shard.batch_id)
         downloads = self.folder / "downloads" / str(shard.shard)

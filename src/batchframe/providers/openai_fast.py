@@ -105,9 +105,9 @@ def decode_table(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
     n = table.num_rows
     column = {name: table.column(name).combine_chunks() for name in SCHEMA.names}
     response, error = column["response"], column["error"]
-    has_response = np.asarray(response.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    has_response = _valid(response)
     status_array = _field(response, "status_code")
-    has_status = np.asarray(status_array.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    has_status = _valid(status_array)
     status = np.asarray(pc.fill_null(status_array, 0).to_numpy(zero_copy_only=False))
 
     # A response object without a status is either {} (never run) or a real response with
