@@ -6,11 +6,12 @@ one parsed line into a :class:`Row`; this module streams the files, keeps going 
 broken line (it becomes a retryable row if its id can be read), and builds the table.
 
 A provider may also supply a :class:`FastPath`: a columnar decoder over pyarrow's JSON
-reader. Files are read in blocks of whole lines; a block that is plainly well formed goes
-through the columnar decoder, and everything the fast path cannot vouch for (a block pyarrow
-rejects, a line that is not a lone object, invalid UTF-8, tokens orjson refuses but pyarrow
-accepts, lines the provider marks as ambiguous) is decoded line by line exactly as before.
-The result is the same table either way; the fast path only makes it quicker.
+reader, or over its own scanner of a block. Files are read in blocks of whole lines; a block
+that is plainly well formed goes through the columnar decoder, and everything the fast path
+cannot vouch for (a block pyarrow rejects, a line that is not a lone object, invalid UTF-8,
+tokens orjson refuses but pyarrow accepts, lines the provider or its scanner marks as
+ambiguous) is decoded line by line exactly as before. The result is the same table either
+way; the fast path only makes it quicker.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -65,6 +66,15 @@ class Row:
 LineDecoder = Callable[[dict[str, Any]], Row]
 
 
+class Scanned(NamedTuple):
+    """A block decoded by a scanner: a row per non-blank line, in order."""
+
+    table: pa.Table  # RESULT_SCHEMA
+    slow: np.ndarray  # rows to decode line by line instead
+    starts: np.ndarray  # each row's line: block[starts[i]:stops[i]], with its newline
+    stops: np.ndarray
+
+
 @dataclass(frozen=True)
 class FastPath:
     """A columnar decoder for well-formed blocks of result lines.
@@ -73,10 +83,12 @@ class FastPath:
     types; a value of another type makes pyarrow reject the block, which is then decoded
     line by line). ``decode`` returns the RESULT_SCHEMA table for the block and a boolean
     mask of rows it cannot decode with certainty; those lines go through the line decoder.
+    ``scan``, where given, replaces pyarrow's reader and ``decode`` for a whole block.
     """
 
     schema: pa.Schema
     decode: Callable[[pa.Table], tuple[pa.Table, np.ndarray]]
+    scan: Callable[[bytearray, int], Scanned] | None = None
 
 
 def key_of(custom_id: object) -> int:
@@ -268,6 +280,30 @@ def _decode_block(
     threads: bool = True,
 ) -> pa.Table | None:
     """``block[:size]`` through the fast path, or None when it must go line by line."""
+    if fast.scan is not None:
+        scanned: Scanned | None = fast.scan(block, size)
+    else:
+        scanned = _read_block_json(block, size, fast, scratch, threads)
+    if scanned is None:
+        return None
+    table, slow, starts, stops = scanned
+    if not slow.any():
+        return table
+    redo = np.flatnonzero(slow)
+    rows = [
+        _decode_one(bytes(block[starts[i] : stops[i]]), decode_line, retry_code)
+        for i in redo.tolist()
+    ]
+    keep = np.flatnonzero(~slow)
+    merged = pa.concat_tables([table.take(pa.array(keep)), rows_to_table(rows)])
+    order = np.argsort(np.concatenate([keep, redo]), kind="stable")
+    return merged.take(pa.array(order))
+
+
+def _read_block_json(
+    block: bytearray, size: int, fast: FastPath, scratch: _Scratch, threads: bool
+) -> Scanned | None:
+    """``block[:size]`` through pyarrow's JSON reader and ``fast.decode``, or None."""
     data = np.frombuffer(block, dtype=np.uint8, count=size)
     buffer = pa.py_buffer(block).slice(0, size)
     found = scratch.mask(size)
@@ -306,17 +342,7 @@ def _decode_block(
             first = np.flatnonzero(np.equal(data, token[0], out=found))
             slow[np.searchsorted(ends, _token_starts(data, first, token))] = True
     slow |= _too_deep(block, starts, ends)
-    if not slow.any():
-        return table
-    redo = np.flatnonzero(slow)
-    rows = [
-        _decode_one(bytes(block[starts[i] : min(ends[i] + 1, size)]), decode_line, retry_code)
-        for i in redo.tolist()
-    ]
-    keep = np.flatnonzero(~slow)
-    merged = pa.concat_tables([table.take(pa.array(keep)), rows_to_table(rows)])
-    order = np.argsort(np.concatenate([keep, redo]), kind="stable")
-    return merged.take(pa.array(order))
+    return Scanned(table, slow, starts, np.minimum(ends + 1, size))
 
 
 def _token_starts(data: np.ndarray, candidates: np.ndarray, token: bytes) -> np.ndarray:
