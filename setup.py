@@ -1,7 +1,9 @@
-"""The one compiled part: the OpenAI result scanner (everything else is in pyproject.toml).
+"""The compiled parts (everything else is in pyproject.toml): the OpenAI result scanner and
+a fast hash of prompt values.
 
-``optional=True``: where no C compiler is available the build goes on without it, and
-batchframe decodes result files with pyarrow's JSON reader instead (same results, slower).
+``optional=True``: where no C compiler is available the build goes on without them, and
+batchframe uses its pure-Python paths instead (pyarrow's JSON reader for result files,
+Python's hash() per value): the same results, slower.
 """
 
 from setuptools import Extension, setup
@@ -13,6 +15,12 @@ setup(
             ["src/batchframe/providers/_openai_scan.c"],
             extra_compile_args=["-O3"],
             optional=True,
-        )
+        ),
+        Extension(
+            "batchframe.prompts._hash",
+            ["src/batchframe/prompts/_hash.c"],
+            extra_compile_args=["-O3"],
+            optional=True,
+        ),
     ]
 )

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import sysconfig
 from pathlib import Path
 
@@ -368,3 +370,24 @@ def test_mutated_lines(tmp_path: Path, engine: decode.FastPath, data: st.DataObj
                 del line[at]
         lines.append(bytes(line).replace(b"\n", b" "))
     both(tmp_path, [lines], final_newline=data.draw(st.booleans()), engine=engine)
+
+
+def test_without_the_scanner_pyarrow_decodes_the_same(tmp_path: Path) -> None:
+    """Where the extension was not built, FAST_PATH falls back to pyarrow's reader, same rows."""
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(b"\n".join(ODD_LINES) + b"\n")
+    script = f"""
+import sys
+sys.modules["batchframe.providers._openai_scan"] = None  # as if it was never built
+from pathlib import Path
+from batchframe.providers import openai_fast
+from batchframe.providers.openai import OpenAIProvider
+assert openai_fast.SCANNER_PATH is None and openai_fast.FAST_PATH is openai_fast.PYARROW_PATH
+table = OpenAIProvider().decode([Path({str(path)!r})])
+sys.stdout.write(repr(table.to_pylist()))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    expected = openai.OpenAIProvider().decode([path]).to_pylist()
+    assert done.stdout == repr(expected)

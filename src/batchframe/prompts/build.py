@@ -12,6 +12,7 @@ import hashlib
 import json
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,11 @@ from ..records import RequestSpec, part_name
 from .distinct import DistinctRequests, RequestSink
 from .render import OnMissing, Rendered, refuse_missing, render
 from .template import Template
+
+try:  # built by setup.py where a C compiler is available
+    from . import _hash
+except ImportError:  # pragma: no cover - exercised when the extension is not built
+    _hash = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -203,10 +209,7 @@ def _part_codes(part: pa.Array) -> tuple[np.ndarray, int]:
 def _hashed_codes(part: pa.Array) -> tuple[np.ndarray, int] | None:
     """Codes from a hash of each value's bytes, verified; None on a hash collision."""
     values = part.cast(pa.large_binary())  # the same buffers, read as bytes
-    hashes = np.empty(len(values), dtype=np.int64)
-    for start, block in _byte_blocks(values):
-        hashes[start : start + len(block)] = np.fromiter(map(hash, block), np.int64, len(block))
-    codes, uniques = pd.factorize(hashes, sort=False)
+    codes, uniques = pd.factorize(_value_hash(values), sort=False)
     codes = codes.astype(np.int64)
     # Rows sharing a hash must hold the same bytes as the first row with that hash.
     shared = np.flatnonzero(np.bincount(codes, minlength=len(uniques))[codes] > 1)
@@ -216,6 +219,19 @@ def _hashed_codes(part: pa.Array) -> tuple[np.ndarray, int] | None:
         if not pc.all(same).as_py():
             return None
     return codes, len(uniques)
+
+
+def _value_hash(values: pa.Array) -> np.ndarray:
+    """A 64-bit hash of each value of a large_binary array (no nulls): the C hash where it is
+    built, else Python's hash() per value."""
+    if _hash is not None:
+        _, offsets, data = values.buffers()
+        hashed = _hash.hash_values(offsets, data or b"", values.offset, len(values))
+        return np.frombuffer(hashed, dtype=np.int64)
+    hashes = np.empty(len(values), dtype=np.int64)
+    for start, block in _byte_blocks(values):
+        hashes[start : start + len(block)] = np.fromiter(map(hash, block), np.int64, len(block))
+    return hashes
 
 
 def _sample_mostly_distinct(part: pa.Array) -> bool:
@@ -341,23 +357,31 @@ class _SeenRequests:
 
 class _RequestDigest:
     """A running digest of the requests in key order, the same however they were chunked:
-    one SHA-256 of each part's lengths and one of its bytes, fed as requests are added."""
+    one SHA-256 of each part's lengths and one of its bytes, fed as requests are added.
+
+    The hashing runs on a thread of its own (hashlib releases the GIL on large buffers), so
+    it overlaps with the rendering and deduplication of the next chunk or the JSONL encoding.
+    """
 
     def __init__(self, n_parts: int) -> None:
         self._lengths = [hashlib.sha256() for _ in range(n_parts)]
         self._bytes = [hashlib.sha256() for _ in range(n_parts)]
         self.text_bytes = 0
+        # One worker: updates run in the order they were added.
+        self._hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchframe-digest")
+        self._pending: list[Future[None]] = []
 
     def add(self, requests: pa.Table) -> None:
         for i, (lengths, data) in enumerate(zip(self._lengths, self._bytes, strict=True)):
             arr = _one_array(requests.column(part_name(i))).cast(pa.large_binary())
             sizes = np.asarray(pc.binary_length(arr).to_numpy(zero_copy_only=False), np.int64)
-            lengths.update(sizes.tobytes())
+            self._pending.append(self._hashing.submit(lengths.update, sizes.tobytes()))
             buffer = arr.buffers()[2]
             if buffer is not None and len(arr):
                 offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)
                 lo, hi = int(offsets[arr.offset]), int(offsets[arr.offset + len(arr)])
-                data.update(memoryview(buffer)[lo:hi])
+                # The view keeps ``buffer`` alive until the update has run.
+                self._pending.append(self._hashing.submit(data.update, memoryview(buffer)[lo:hi]))
                 self.text_bytes += hi - lo
 
     def fingerprint(
@@ -368,6 +392,9 @@ class _RequestDigest:
         index: pd.Index,
     ) -> str:
         """A digest of everything that makes a job the same job: spec, requests, rows, index."""
+        for update in self._pending:
+            update.result()
+        self._hashing.shutdown()
         h = hashlib.sha256()
         h.update(json.dumps(spec.to_json(), sort_keys=True, default=str).encode())
         for lengths, data in zip(self._lengths, self._bytes, strict=True):
