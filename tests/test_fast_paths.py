@@ -7,10 +7,8 @@ line by line. Nothing here is timed; benchmarks/ measures speed.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import pyarrow as pa
@@ -235,19 +233,14 @@ ODD_LINES: list[bytes] = [
 TIDY = ODD_LINES[:3]
 
 
-def _compiler() -> bool:
-    return shutil.which(str(sysconfig.get_config_var("CC") or "cc").split()[0]) is not None
-
-
 @pytest.fixture(params=["scanner", "pyarrow"])
 def engine(request: pytest.FixtureRequest) -> decode.FastPath:
     """Each fast path in turn: the C scanner, and pyarrow's JSON reader (its fallback)."""
     if request.param == "pyarrow":
         return PYARROW_PATH
     if SCANNER_PATH is None:
-        if _compiler():  # it could have been built: a broken build must not pass unnoticed
-            pytest.fail("the C scanner is not built: run `pip install -e .` again")
-        pytest.skip("no C compiler here, so the scanner is not built")
+        # tests/test_native.py fails when it could have been built (a compiler is here).
+        pytest.skip("the C scanner is not built")
     return SCANNER_PATH
 
 

@@ -24,26 +24,25 @@
 /* Longer integers go to the line decoder: 18 digits always fit an int64. */
 #define MAX_DIGITS 18
 
-/* The string leaves, in the order of STRING_NAMES. */
+/* The string leaves, in the order of STRING_NAMES (the fields of openai_fast.Leaves). */
 enum {
-    S_CUSTOM_ID, S_OBJECT, S_CONTENT, S_REFUSAL, S_ARGUMENTS, S_FINISH_REASON,
-    S_BODY_ERROR_MESSAGE, S_BODY_ERROR_CODE, S_BODY_ERROR_TYPE, S_ERROR_CODE, S_ERROR_MESSAGE,
-    N_STRINGS
+    S_BODY_OBJECT, S_CONTENT, S_REFUSAL, S_ARGUMENTS, S_FINISH_REASON, S_BODY_ERROR_MESSAGE,
+    S_BODY_ERROR_CODE, S_BODY_ERROR_TYPE, S_ERROR_CODE, S_ERROR_MESSAGE, N_STRINGS
 };
 /* Leaves short enough for 32-bit offsets (pyarrow's string, not large_string). */
 static const int SHORT_STRING[N_STRINGS] = {
-    [S_CUSTOM_ID] = 1, [S_OBJECT] = 1, [S_FINISH_REASON] = 1, [S_BODY_ERROR_CODE] = 1,
+    [S_BODY_OBJECT] = 1, [S_FINISH_REASON] = 1, [S_BODY_ERROR_CODE] = 1,
     [S_BODY_ERROR_TYPE] = 1, [S_ERROR_CODE] = 1,
 };
 static const char *STRING_NAMES[N_STRINGS] = {
-    "custom_id", "object", "content", "refusal", "arguments", "finish_reason",
+    "body_object", "content", "refusal", "arguments", "finish_reason",
     "body_error_message", "body_error_code", "body_error_type", "error_code", "error_message",
 };
 
-/* The integer leaves, in the order of INTEGER_NAMES. */
+/* The integer leaves, in the order of INTEGER_NAMES (the fields of openai_fast.Leaves). */
 enum { I_STATUS, I_PROMPT, I_COMPLETION, I_CACHED, I_REASONING, N_INTEGERS };
 static const char *INTEGER_NAMES[N_INTEGERS] = {
-    "status_code", "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens",
+    "status", "prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens",
 };
 
 /* The objects on the read path; NONE is any other value (validated, not read). */
@@ -53,7 +52,7 @@ typedef enum {
 } Kind;
 
 /* What a known key's value must be, and where it goes. */
-typedef enum { A_OBJECT, A_FIRST_OF_LIST, A_STRING, A_INTEGER, A_OUTPUT, A_RESPONSE } Action;
+typedef enum { A_OBJECT, A_FIRST_OF_LIST, A_STRING, A_INTEGER, A_OUTPUT, A_RESPONSE, A_KEY } Action;
 
 typedef struct {
     Kind kind;
@@ -63,12 +62,12 @@ typedef struct {
 } Field;
 
 static const Field FIELDS[] = {
-    {K_TOP, "custom_id", A_STRING, S_CUSTOM_ID},
+    {K_TOP, "custom_id", A_KEY, 0},
     {K_TOP, "response", A_RESPONSE, K_RESPONSE},
     {K_TOP, "error", A_OBJECT, K_ERROR},
     {K_RESPONSE, "status_code", A_INTEGER, I_STATUS},
     {K_RESPONSE, "body", A_OBJECT, K_BODY},
-    {K_BODY, "object", A_STRING, S_OBJECT},
+    {K_BODY, "object", A_STRING, S_BODY_OBJECT},
     {K_BODY, "output", A_OUTPUT, 0},
     {K_BODY, "choices", A_FIRST_OF_LIST, K_CHOICE},
     {K_BODY, "usage", A_OBJECT, K_USAGE},
@@ -114,6 +113,7 @@ typedef struct {
     int64_t row;
     Strings strings[N_STRINGS];
     Integers integers[N_INTEGERS];
+    Strings custom_id; /* the current line's id, decoded for its key (only data is used) */
     int64_t *key;          /* the request key in custom_id ("r<digits>"), -1 if none */
     uint8_t *has_response; /* a byte per row: "response" is an object */
     uint8_t *has_output;   /* a byte per row: the body has a non-null "output" */
@@ -348,7 +348,16 @@ static int64_t key_of(const char *id, size_t length) {
     return key;
 }
 
-static int parse_value(Scan *s, Kind kind, int depth);
+static int parse_value(Scan *s, int depth);
+
+/* After an array item or object member: 1 when `close` ends the container, 0 after a comma
+ * (another item follows), SLOW for anything else. */
+static int close_or_comma(Scan *s, uint8_t close) {
+    skip_space(s);
+    if (s->p >= s->end) return SLOW;
+    if (*s->p == close || *s->p == ',') return *s->p++ == close;
+    return SLOW;
+}
 
 static int parse_object(Scan *s, Kind kind, int depth);
 
@@ -372,25 +381,19 @@ static int parse_array(Scan *s, Kind first, int depth) {
             } else {
                 return SLOW;
             }
-        } else if (parse_value(s, K_NONE, depth + 1)) {
+        } else if (parse_value(s, depth + 1)) {
             return SLOW;
         }
-        skip_space(s);
-        if (s->p >= s->end) return SLOW;
-        if (*s->p == ']') {
-            s->p++;
-            return 0;
-        }
-        if (*s->p != ',') return SLOW;
-        s->p++;
+        int closed = close_or_comma(s, ']');
+        if (closed) return closed == 1 ? 0 : SLOW;
     }
 }
 
-/* Any JSON value, validated; objects of a known kind have their leaves read. */
-static int parse_value(Scan *s, Kind kind, int depth) {
+/* Any JSON value off the read path: validated, not read. */
+static int parse_value(Scan *s, int depth) {
     if (s->p >= s->end) return SLOW;
     switch (*s->p) {
-        case '{': return parse_object(s, kind, depth);
+        case '{': return parse_object(s, K_NONE, depth);
         case '[': return parse_array(s, K_NONE, depth);
         case '"': return parse_string(s, NULL);
         case 't': return parse_literal(s, "true", 4);
@@ -424,13 +427,16 @@ static int parse_field(Scan *s, const Field *field, int depth) {
         case A_STRING: {
             if (c != '"') return SLOW;
             Strings *column = &s->strings[field->target];
-            size_t start = column->size;
             if (parse_string(s, column)) return SLOW;
             set_bit(column->valid, s->row);
-            if (field->target == S_CUSTOM_ID)
-                s->key[s->row] = key_of(column->data + start, column->size - start);
             return 0;
         }
+        case A_KEY:
+            if (c != '"') return SLOW;
+            s->custom_id.size = 0;
+            if (parse_string(s, &s->custom_id)) return SLOW;
+            s->key[s->row] = key_of(s->custom_id.data, s->custom_id.size);
+            return 0;
         case A_INTEGER: {
             int64_t value;
             if (parse_number(s, &value)) return SLOW;
@@ -476,15 +482,9 @@ static int parse_object(Scan *s, Kind kind, int depth) {
         if (s->p >= s->end || *s->p != ':') return SLOW;
         s->p++;
         skip_space(s);
-        if (field ? parse_field(s, field, depth) : parse_value(s, K_NONE, depth + 1)) return SLOW;
-        skip_space(s);
-        if (s->p >= s->end) return SLOW;
-        if (*s->p == '}') {
-            s->p++;
-            return 0;
-        }
-        if (*s->p != ',') return SLOW;
-        s->p++;
+        if (field ? parse_field(s, field, depth) : parse_value(s, depth + 1)) return SLOW;
+        int closed = close_or_comma(s, '}');
+        if (closed) return closed == 1 ? 0 : SLOW;
     }
 }
 
@@ -513,6 +513,7 @@ static void free_scan(Scan *s) {
         free(s->integers[i].values);
         free(s->integers[i].valid);
     }
+    free(s->custom_id.data);
     free(s->key);
     free(s->has_response);
     free(s->has_output);

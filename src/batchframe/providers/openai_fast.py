@@ -174,40 +174,26 @@ def scan_block(block: bytearray, size: int) -> Scanned:
     scanned = _openai_scan.scan(memoryview(block)[:size])
     n = scanned["rows"]
 
-    def text(name: str) -> pa.Array:
-        offsets, data, valid, width = scanned["strings"][name]
+    def text(offsets: bytes, data: bytes, valid: bytes, width: int) -> pa.Array:
         kind = pa.StringArray if width == 4 else pa.LargeStringArray
         array: pa.Array = kind.from_buffers(
             n, pa.py_buffer(offsets), pa.py_buffer(data), pa.py_buffer(valid)
         )
         return array
 
-    def integer(name: str) -> pa.Array:
-        values, valid = scanned["integers"][name]
+    def integer(values: bytes, valid: bytes) -> pa.Array:
         return pa.Array.from_buffers(_I, n, [pa.py_buffer(valid), pa.py_buffer(values)])
 
     def flags(name: str) -> np.ndarray:
         return np.frombuffer(scanned[name], dtype=np.bool_)
 
+    # The scanner names its leaves as Leaves does.
     leaves = Leaves(
         key=pa.array(np.frombuffer(scanned["key"], dtype=np.int64)),
         has_response=flags("has_response"),
-        status=integer("status_code"),
-        body_object=text("object"),
         has_output=flags("has_output"),
-        content=text("content"),
-        refusal=text("refusal"),
-        arguments=text("arguments"),
-        finish_reason=text("finish_reason"),
-        prompt_tokens=integer("prompt_tokens"),
-        completion_tokens=integer("completion_tokens"),
-        cached_tokens=integer("cached_tokens"),
-        reasoning_tokens=integer("reasoning_tokens"),
-        body_error_message=text("body_error_message"),
-        body_error_code=text("body_error_code"),
-        body_error_type=text("body_error_type"),
-        error_code=text("error_code"),
-        error_message=text("error_message"),
+        **{name: text(*buffers) for name, buffers in scanned["strings"].items()},
+        **{name: integer(*buffers) for name, buffers in scanned["integers"].items()},
     )
     table, slow = decode_leaves(leaves)
     starts = np.frombuffer(scanned["starts"], dtype=np.int64)
